@@ -1,0 +1,80 @@
+"""Keras-2 guard: make TensorFlow use the Keras 2 API that deel-lip 1.5 needs.
+
+deel-lip 1.5 speaks ``tf.keras`` as Keras 2. On TensorFlow >= 2.16 that API lives
+in the ``tf-keras`` package and TensorFlow uses it only when ``TF_USE_LEGACY_KERAS=1``
+is set *before* TensorFlow is first imported. Importing :mod:`deel_ebm` first sets
+it; importing it after TensorFlow was loaded with Keras 3 raises an
+:class:`ImportError` that says how to fix the session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import metadata
+
+__all__ = ["tf", "keras", "KERAS_FIX"]
+
+KERAS_FIX = (
+    "deel-ebm (through deel-lip 1.5) needs the Keras 2 API. Fix: `pip install "
+    "'tf-keras~=X.Y'` matching your TensorFlow X.Y, then either import deel_ebm "
+    "before tensorflow, or set the environment variable TF_USE_LEGACY_KERAS=1 "
+    "before Python starts (in a notebook: os.environ['TF_USE_LEGACY_KERAS'] = '1' "
+    "in the first cell, then restart the runtime)."
+)
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def _prepare_environment() -> None:
+    """Set TF_USE_LEGACY_KERAS before TensorFlow loads, if it has not loaded yet."""
+    if "tensorflow" in sys.modules:
+        return
+    try:
+        tf_version = _version_tuple(metadata.version("tensorflow"))
+    except metadata.PackageNotFoundError:  # e.g. tensorflow-cpu only
+        try:
+            tf_version = _version_tuple(metadata.version("tensorflow-cpu"))
+        except metadata.PackageNotFoundError as err:
+            raise ImportError(
+                "deel-ebm needs TensorFlow: pip install deel-ebm"
+            ) from err
+    if tf_version < (2, 16):
+        return
+    try:
+        metadata.version("tf-keras")
+    except metadata.PackageNotFoundError as err:
+        raise ImportError(
+            f"TensorFlow {tf_version[0]}.{tf_version[1]} is installed without "
+            f"tf-keras. {KERAS_FIX}"
+        ) from err
+    if os.environ.get("TF_USE_LEGACY_KERAS", "1") not in ("1", "true", "True"):
+        raise ImportError(
+            "TF_USE_LEGACY_KERAS is set to "
+            f"{os.environ['TF_USE_LEGACY_KERAS']!r}, which makes tf.keras Keras 3. "
+            + KERAS_FIX
+        )
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+
+def _check_keras2(tf_module) -> None:
+    module = tf_module.keras.Model.__module__
+    if module.startswith("tf_keras"):
+        return
+    import keras as _keras  # the package behind tf.keras on TF <= 2.15
+
+    if int(_keras.__version__.split(".")[0]) >= 3:
+        raise ImportError(
+            f"TensorFlow {tf_module.__version__} was already imported with Keras "
+            f"{_keras.__version__} (Keras 3) as tf.keras. " + KERAS_FIX
+        )
+
+
+_prepare_environment()
+import tensorflow as tf  # noqa: E402
+
+_check_keras2(tf)
+keras = tf.keras

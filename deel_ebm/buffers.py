@@ -1,0 +1,175 @@
+"""Replay buffer of persistent Markov chains, held in ``tf.Variable`` storage.
+
+Persistent contrastive divergence (IGEBM, JEM) starts each training step's chains
+from negatives of earlier steps. :class:`ReplayBuffer` keeps ``capacity`` such
+states in one non-trainable variable, so the buffer lives in graph mode, inside
+``tf.function`` and XLA, and is saved by checkpoints and ``model.save`` with the
+model that owns it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+from deel_ebm._backend import keras, tf
+
+__all__ = ["ReplayBuffer", "PRIORS"]
+
+PRIORS = ("uniform", "gaussian")
+DEFAULT_CAPACITY = 10_000
+DEFAULT_REINIT_PROB = 0.05
+DEFAULT_DOMAIN = (-1.0, 1.0)
+
+
+def _check_domain(domain) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in domain)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"domain must be a pair (low, high), got {domain!r}") from err
+    if not low < high:
+        raise ValueError(f"domain must satisfy low < high, got {domain!r}")
+    return low, high
+
+
+@keras.utils.register_keras_serializable(package="deel_ebm")
+class ReplayBuffer(keras.layers.Layer):
+    """A fixed-size store of chain states with re-initialisation from a prior.
+
+    At each training step, :meth:`draw` picks ``batch_size`` distinct slots at
+    random; each start is the stored state, or, with probability ``reinit_prob``, a
+    fresh draw of the prior. :meth:`write` puts the chains' end points back into
+    the same slots. The storage is filled with prior draws when the buffer is built,
+    so the first steps start from the prior as in IGEBM.
+
+    Args:
+        capacity: number of states kept (IGEBM and JEM keep 10 000).
+        reinit_prob: probability in [0, 1] that a chain restarts from the prior.
+        prior: ``"uniform"`` on the box ``domain`` or ``"gaussian"`` with mean the
+            centre of ``domain`` and standard deviation ``prior_std``.
+        domain: ``(low, high)`` of the data, the same bound on every coordinate.
+        prior_std: standard deviation of the Gaussian prior (defaults to a quarter
+            of the domain's width).
+        seed: seed of the initial fill.
+
+    Raises:
+        ValueError: on a capacity below 1, a ``reinit_prob`` outside [0, 1], an
+            unknown prior or an empty domain.
+
+    Example:
+        >>> buffer = ReplayBuffer(capacity=1000, reinit_prob=0.05, domain=(-4, 4))
+        >>> buffer.build((None, 2))
+        >>> starts, slots = buffer.draw(256, seed=[0, 1])
+        >>> buffer.write(slots, starts)
+    """
+
+    def __init__(
+        self,
+        capacity: int = DEFAULT_CAPACITY,
+        reinit_prob: float = DEFAULT_REINIT_PROB,
+        prior: str = "uniform",
+        domain=DEFAULT_DOMAIN,
+        prior_std: float | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral):
+            raise TypeError(f"capacity must be an integer, got {capacity!r}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if not 0.0 <= float(reinit_prob) <= 1.0:
+            raise ValueError(f"reinit_prob must lie in [0, 1], got {reinit_prob}")
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.domain = _check_domain(domain)
+        if prior_std is not None and not float(prior_std) > 0:
+            raise ValueError(f"prior_std must be positive, got {prior_std}")
+        self.capacity = int(capacity)
+        self.reinit_prob = float(reinit_prob)
+        self.prior = prior
+        self.prior_std = None if prior_std is None else float(prior_std)
+        self.seed = int(seed)
+        self.storage = None
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one stored state (the model's input shape without batch)."""
+        if self.storage is None:
+            raise ValueError("the buffer is not built yet: call build(input_shape)")
+        return tuple(self.storage.shape[1:])
+
+    def build(self, input_shape):
+        shape = tuple(tf.TensorShape(input_shape).as_list()[1:])
+        if not shape or any(d is None for d in shape):
+            raise ValueError(
+                f"the buffer needs a fully known sample shape, got {input_shape}"
+            )
+        init = self._prior_sample((self.capacity, *shape), [self.seed, 0])
+        self.storage = self.add_weight(
+            name="storage",
+            shape=(self.capacity, *shape),
+            dtype=tf.float32,
+            initializer=lambda *a, **k: init,
+            trainable=False,
+        )
+        super().build(input_shape)
+
+    def _prior_sample(self, shape, seed) -> tf.Tensor:
+        low, high = self.domain
+        if self.prior == "uniform":
+            return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
+        std = self.prior_std if self.prior_std is not None else (high - low) / 4.0
+        return (low + high) / 2.0 + std * tf.random.stateless_normal(shape, seed)
+
+    def prior_sample(self, n: int, seed) -> tf.Tensor:
+        """``n`` independent draws of the prior, shape ``(n, *sample_shape)``."""
+        return self._prior_sample((n, *self.sample_shape), seed)
+
+    def draw(self, batch_size: int, seed):
+        """Chain starts for one step.
+
+        Args:
+            batch_size: number of chains (at most ``capacity``).
+            seed: a shape-[2] integer seed (stateless random ops).
+
+        Returns:
+            ``(starts, slots)``: starts of shape ``(batch_size, *sample_shape)`` and
+            the int32 slots they came from, distinct, to pass to :meth:`write`.
+        """
+        if isinstance(batch_size, int) and batch_size > self.capacity:
+            raise ValueError(
+                f"batch size {batch_size} exceeds the buffer capacity {self.capacity}"
+            )
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+        # top_k of i.i.d. uniforms: batch_size distinct slots, in O(capacity).
+        keys = tf.random.stateless_uniform([self.capacity], seeds[0])
+        slots = tf.math.top_k(keys, k=batch_size, sorted=False).indices
+        starts = tf.gather(self.storage, slots)
+        if self.reinit_prob > 0.0:
+            fresh = self._prior_sample(tf.shape(starts), seeds[1])
+            restart = tf.random.stateless_uniform([batch_size], seeds[2])
+            restart = restart < self.reinit_prob
+            mask = tf.reshape(restart, [-1] + [1] * len(self.sample_shape))
+            starts = tf.where(mask, fresh, starts)
+        return starts, slots
+
+    def write(self, slots, states) -> None:
+        """Store ``states`` (chain end points) into ``slots`` (from :meth:`draw`)."""
+        self.storage.scatter_nd_update(
+            tf.expand_dims(slots, -1), tf.cast(states, self.storage.dtype)
+        )
+
+    def call(self, inputs):  # a buffer has no forward pass; keep Keras happy
+        return inputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            capacity=self.capacity,
+            reinit_prob=self.reinit_prob,
+            prior=self.prior,
+            domain=list(self.domain),
+            prior_std=self.prior_std,
+            seed=self.seed,
+        )
+        return config

@@ -1,0 +1,502 @@
+r"""EnergyModel: a Keras model whose energy is ``k · f`` with ``f`` 1-Lipschitz.
+
+The density is :math:`p(x) \propto e^{-E(x)}` with :math:`E(x) = k\,f(x)`. Training
+is persistent contrastive divergence (PCD) inside ``train_step``::
+
+    batch x+ ────────────────────────────────────────────────┐
+    buffer ─draw starts, re-init a few─> chain (K Langevin steps on the cached
+             constrained weights, compiled once) ─> x− ──────┼─> back to buffer
+                                                             v
+             loss(E(x+), E(x−)) with training=True ─> one optimizer step
+
+Consequences of the Lipschitz energy that the code relies on: ``‖∇E‖ ≤ k``
+everywhere, so a Langevin step moves at most ``η k`` by drift (no clipping), and
+``|E(x) − E(y)| ≤ k ‖x − y‖`` certifies every score.
+
+deel-lip layers cache their constrained kernel (``wbar``): ``training=True``
+recomputes and writes it, ``training=False`` reads it. The chains read it; the
+differentiated loss pass (``training=True``) recomputes it once per step. So the
+chains of step t run on the weights the model had before the update of step
+t − 1 (persistent chains always trail the model). :meth:`EnergyModel.energy`,
+:meth:`EnergyModel.sample` and the exports refresh ``wbar`` first whenever an
+update has happened since the last refresh.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+from deel.lip.layers import LipschitzLayer
+
+from deel_ebm import losses as losses_lib
+from deel_ebm._backend import keras, tf
+from deel_ebm.buffers import ReplayBuffer
+from deel_ebm.samplers import LangevinSampler
+
+__all__ = ["EnergyModel", "LIPSCHITZ_NEUTRAL_LAYERS"]
+
+#: Layers with no weights that are 1-Lipschitz (isometries or reshapes).
+LIPSCHITZ_NEUTRAL_LAYERS = (
+    keras.layers.InputLayer,
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+)
+
+
+def _flat_layers(network):
+    """All leaf layers of a (possibly nested) Keras network."""
+    if not isinstance(network, keras.Model):
+        return [network]
+    out = []
+    for layer in network.layers:
+        out.extend(_flat_layers(layer))
+    return out
+
+
+@keras.utils.register_keras_serializable(package="deel_ebm")
+class EnergyModel(keras.Model):
+    r"""Energy-based model :math:`p(x) \propto \exp(-k f(x))` trained by PCD.
+
+    Args:
+        network: a Keras network ``f`` mapping ``(n, *input_shape)`` to one scalar
+            per sample (``(n,)`` or ``(n, 1)``). Build it from deel-lip layers
+            (see :mod:`deel_ebm.nets`) for a certified 1-Lipschitz ``f``; other
+            layers are allowed (ablations) and reported in
+            :attr:`unconstrained_layers`.
+        k_coef_lip: the constant ``k > 0``: energy ``E = k f`` is k-Lipschitz. It
+            caps the sharpness of the density (a mode of width σ needs k of order
+            distance / σ²) and the drift of one Langevin step (η k).
+        sampler: a :class:`~deel_ebm.samplers.LangevinSampler` (default: 60 steps
+            of size 5e-3) used for the training chains and :meth:`sample`.
+        buffer: a :class:`~deel_ebm.buffers.ReplayBuffer` (default: capacity
+            10 000, 5 % re-init, uniform prior on (-1, 1)).
+        loss: ``"cd"`` (contrastive divergence + L2 energy penalty, default),
+            ``"hkr"`` (hinge-KR) or a loss object from :mod:`deel_ebm.losses`.
+        input_shape: shape of one sample; needed only when ``network`` is not
+            built.
+        seed: seed of every random draw of training and sampling: a seeded run is
+            reproducible on CPU.
+
+    Raises:
+        ValueError: when ``network`` does not give one scalar per sample, on a
+            non-positive ``k_coef_lip`` or an unknown loss.
+
+    Example:
+        >>> net = deel_ebm.nets.lipschitz_mlp(input_shape=(2,), units=(64, 64))
+        >>> model = deel_ebm.EnergyModel(net, k_coef_lip=10.0)
+        >>> model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+        >>> model.fit(x_train, batch_size=256, epochs=2)
+        >>> x = model.sample(100)          # (100, 2)
+        >>> e = model.energy(x)            # (100,)
+    """
+
+    def __init__(
+        self,
+        network,
+        k_coef_lip: float = 1.0,
+        sampler: LangevinSampler | None = None,
+        buffer: ReplayBuffer | None = None,
+        loss=None,
+        input_shape=None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(network, keras.layers.Layer):
+            raise TypeError(f"network must be a Keras model or layer, got {network!r}")
+        if isinstance(k_coef_lip, bool) or not isinstance(k_coef_lip, numbers.Real):
+            raise TypeError(f"k_coef_lip must be a number, got {k_coef_lip!r}")
+        if not (math.isfinite(k_coef_lip) and k_coef_lip > 0):
+            raise ValueError(
+                f"k_coef_lip must be positive and finite, got {k_coef_lip}"
+            )
+        if sampler is not None and not isinstance(sampler, LangevinSampler):
+            raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
+        if buffer is not None and not isinstance(buffer, ReplayBuffer):
+            raise TypeError(f"buffer must be a deel_ebm ReplayBuffer, got {buffer!r}")
+        self.network = network
+        self.k_coef_lip = float(k_coef_lip)
+        self.sampler = sampler if sampler is not None else LangevinSampler()
+        self.buffer = buffer if buffer is not None else ReplayBuffer()
+        self.energy_loss = losses_lib.get(loss)
+        self.seed = int(seed)
+        self.sample_shape = self._infer_sample_shape(input_shape)
+        self._check_scalar_output()
+        self.buffer.build((None, *self.sample_shape))
+        self.unconstrained_layers = self._find_unconstrained_layers()
+        if self.unconstrained_layers:
+            warnings.warn(
+                "EnergyModel: the network has layers that are not deel-lip "
+                f"Lipschitz layers: {self.unconstrained_layers}. Its energy is not "
+                f"certified {self.k_coef_lip}-Lipschitz (fine for an ablation).",
+                stacklevel=2,
+            )
+        # runtime state, saved with the model
+        self._stale = tf.Variable(True, trainable=False, name="constraints_stale")
+        self._sample_calls = 0
+        self._chains = _FunctionCache()
+        self.stop_reason = None
+        names = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm")
+        self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self.refresh_constraints()
+
+    # ------------------------------------------------------------ construction
+    def _infer_sample_shape(self, input_shape):
+        if input_shape is not None:
+            shape = tuple(input_shape)
+        else:
+            try:
+                shape = tuple(self.network.input_shape[1:])
+            except (AttributeError, RuntimeError) as err:
+                raise ValueError(
+                    "the network is not built: build it (e.g. start it with "
+                    "keras.layers.Input) or pass input_shape=..."
+                ) from err
+        if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+            raise ValueError(f"the sample shape must be known and positive: {shape}")
+        return shape
+
+    def _check_scalar_output(self):
+        out = self.network(tf.zeros((2, *self.sample_shape)), training=False)
+        if tuple(out.shape) not in ((2,), (2, 1)):
+            raise ValueError(
+                "the network must return one scalar per sample, shape (n,) or (n, 1);"
+                f" it returns {tuple(out.shape[1:])} per sample"
+            )
+
+    def _find_unconstrained_layers(self):
+        bad = []
+        for layer in _flat_layers(self.network):
+            if isinstance(layer, (LipschitzLayer, *LIPSCHITZ_NEUTRAL_LAYERS)):
+                continue
+            bad.append(layer.name)
+        return bad
+
+    @property
+    def is_lipschitz(self) -> bool:
+        """True when every layer is a deel-lip Lipschitz layer (energy certified)."""
+        return not self.unconstrained_layers
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ------------------------------------------------------------------ energy
+    def call(self, inputs, training=False):
+        """Energies ``(n,)`` of a batch; ``training=True`` recomputes ``wbar``."""
+        out = self.network(inputs, training=training)
+        return self.k_coef_lip * tf.reshape(out, [-1])
+
+    def _cached_energy(self, x):
+        return self(x, training=False)
+
+    def refresh_constraints(self) -> None:
+        """Recompute every deel-lip layer's cached constrained kernel (``wbar``)."""
+        self.network(tf.zeros((1, *self.sample_shape)), training=True)
+        self._stale.assign(False)
+
+    def _ensure_fresh(self):
+        if bool(self._stale.numpy()):
+            self.refresh_constraints()
+
+    def energy(self, x, batch_size: int | None = None) -> tf.Tensor:
+        """Energies ``E(x) = k f(x)`` of a batch, shape ``(n,)``.
+
+        ``-energy`` is the unnormalised log-density. The result is a tensor that a
+        ``tf.GradientTape`` can differentiate. Large inputs are split into
+        batches of ``batch_size`` (default: all at once).
+        """
+        self._ensure_fresh()
+        x = self._check_array(x, "x", allow_empty=True)
+        if batch_size is None or x.shape[0] <= batch_size:
+            return self(x, training=False)
+        parts = [
+            self(x[i : i + batch_size], training=False)
+            for i in range(0, x.shape[0], batch_size)
+        ]
+        return tf.concat(parts, axis=0)
+
+    # ---------------------------------------------------------------- sampling
+    def _chain(self, sampler, num_steps=None, return_trajectory=False):
+        key = (id(sampler), num_steps, return_trajectory)
+        if key not in self._chains.functions:
+            jit = sampler.jit_compile != False  # noqa: E712  ("auto" and True)
+
+            def chain(x0, seed):
+                return sampler.run(
+                    self._cached_energy, x0, seed, num_steps, return_trajectory
+                )
+
+            self._chains.functions[key] = tf.function(chain, jit_compile=jit)
+        return self._chains.functions[key]
+
+    def sample(
+        self,
+        n: int,
+        num_steps: int | None = None,
+        init=None,
+        return_trajectory: bool = False,
+        sampler: LangevinSampler | None = None,
+        seed=None,
+    ):
+        """Draw ``n`` samples of the learned density by running chains.
+
+        Args:
+            n: number of samples.
+            num_steps: chain length (default: the sampler's).
+            init: ``None`` (draws of the buffer's prior), ``"buffer"`` (persistent
+                states, at most ``capacity``) or an array ``(n, *sample_shape)``.
+            return_trajectory: also return the states ``(K + 1, n, *shape)``.
+            sampler: another sampler for this call, e.g. a
+                :class:`~deel_ebm.samplers.MALASampler` for exact sampling.
+            seed: an int; by default each call uses the next seed of the model.
+
+        Returns:
+            samples ``(n, *sample_shape)``, and the trajectory if asked.
+        """
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        sampler = self.sampler if sampler is None else sampler
+        if not isinstance(sampler, LangevinSampler):
+            raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
+        self._ensure_fresh()
+        if seed is None:
+            self._sample_calls += 1
+            seed = self._sample_calls
+        seeds = tf.random.experimental.stateless_split(
+            tf.constant([self.seed, -int(seed) - 1], tf.int64), num=2
+        )
+        if init is None:
+            x0 = self.buffer.prior_sample(int(n), seeds[0])
+        elif isinstance(init, str) and init == "buffer":
+            x0, _ = self.buffer.draw(int(n), seeds[0])
+        else:
+            x0 = self._check_array(init, "init")
+            if x0.shape[0] != n:
+                raise ValueError(f"init has {x0.shape[0]} states, n is {n}")
+        out = self._chain(sampler, num_steps, return_trajectory)(x0, seeds[1])
+        if return_trajectory:
+            return out[0], out[2]
+        return out[0]
+
+    # ---------------------------------------------------------------- training
+    def _step_seeds(self, offset=0):
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        base = tf.stack([tf.constant(self.seed + offset, tf.int64), step])
+        return tf.unstack(tf.random.experimental.stateless_split(base, num=2))
+
+    def _positives(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            raise TypeError(f"training data must be floating point, got {x.dtype}")
+        x = tf.cast(x, tf.float32)
+        if tuple(x.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"data samples have shape {tuple(x.shape[1:])}, the network expects "
+                f"{self.sample_shape}"
+            )
+        return tf.debugging.assert_all_finite(
+            x, "the training data contain NaN or Inf values"
+        )
+
+    def _negatives(self, batch_size, seed):
+        tf.debugging.assert_less_equal(
+            batch_size,
+            self.buffer.capacity,
+            message=f"batch size exceeds the buffer capacity {self.buffer.capacity}",
+        )
+        buffer_seed, chain_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, num=2)
+        )
+        x0, slots = self.buffer.draw(batch_size, buffer_seed)
+        x_neg, results = self._chain(self.sampler)(x0, chain_seed)
+        return tf.stop_gradient(x_neg), slots, results
+
+    def _update_trackers(self, loss, e_pos, e_neg, results):
+        mean_pos, mean_neg = tf.reduce_mean(e_pos), tf.reduce_mean(e_neg)
+        values = {
+            "loss": loss,
+            "energy_gap": mean_neg - mean_pos,
+            "e_pos": mean_pos,
+            "e_neg": mean_neg,
+            "grad_norm": results.grad_norm_mean,
+        }
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items()}
+
+    def train_step(self, data):
+        x_pos = self._positives(data)
+        batch_size = tf.shape(x_pos)[0]
+        seed, _ = self._step_seeds()
+        x_neg, slots, results = self._negatives(batch_size, seed)
+        with tf.GradientTape() as tape:
+            energies = self(tf.concat([x_pos, x_neg], axis=0), training=True)
+            e_pos, e_neg = energies[:batch_size], energies[batch_size:]
+            loss = self.energy_loss(e_pos, e_neg)
+            if self.losses:
+                loss += tf.add_n(self.losses)
+        variables = self.trainable_variables
+        grads = tape.gradient(loss, variables)
+        finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+            + [tf.math.is_finite(loss), tf.reduce_all(tf.math.is_finite(x_neg))]
+        )
+
+        def apply():
+            # a non-finite step changes nothing: weights, optimizer, buffer stay
+            self.optimizer.apply_gradients(zip(grads, variables))
+            self.buffer.write(slots, x_neg)
+            return tf.constant(True)
+
+        tf.cond(finite, apply, lambda: tf.constant(False))
+        self._stale.assign(True)
+        return self._update_trackers(loss, e_pos, e_neg, results)
+
+    def test_step(self, data):
+        x_pos = self._positives(data)
+        batch_size = tf.shape(x_pos)[0]
+        _, seed = self._step_seeds(offset=1)
+        e_pos = self(x_pos, training=True)  # refreshes wbar after the last update
+        x_neg, _, results = self._negatives(batch_size, seed)
+        e_neg = self(x_neg, training=False)
+        loss = self.energy_loss(e_pos, e_neg)
+        return self._update_trackers(loss, e_pos, e_neg, results)
+
+    # ------------------------------------------------------------ validation
+    def _check_array(self, x, name, allow_empty=False):
+        if isinstance(x, (tf.Tensor, tf.Variable)):  # keep it: a tape may watch it
+            if not x.dtype.is_floating:
+                raise TypeError(f"{name} must be floating point, got {x.dtype}")
+            if tuple(x.shape[1:]) != self.sample_shape:
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)}; expected (n, "
+                    f"{', '.join(map(str, self.sample_shape))})"
+                )
+            return tf.cast(x, tf.float32)
+        else:
+            x = np.asarray(x)
+            if not np.issubdtype(x.dtype, np.floating):
+                raise TypeError(
+                    f"{name} must hold floating-point values, got dtype {x.dtype} "
+                    "(scale integer images to the buffer's domain first)"
+                )
+            if tuple(x.shape[1:]) != self.sample_shape or x.ndim < 1:
+                raise ValueError(
+                    f"{name} has shape {x.shape}; expected (n, "
+                    f"{', '.join(map(str, self.sample_shape))})"
+                )
+            if not allow_empty and x.shape[0] == 0:
+                raise ValueError(f"{name} is empty")
+            if not np.all(np.isfinite(x)):
+                bad = int(np.sum(~np.isfinite(x)))
+                raise ValueError(f"{name} contains {bad} NaN or Inf values")
+            x = tf.convert_to_tensor(x, tf.float32)
+        return x
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
+        """``keras.Model.fit``, with the input checked before training starts.
+
+        Numpy inputs (and ``validation_data``) are checked for shape, dtype and
+        finite values; ``batch_size`` must not exceed the buffer's capacity.
+        A non-finite step is not applied; training then stops with a message in
+        :attr:`stop_reason`, keeping the last good weights, optimizer and buffer.
+        """
+        if x is None:
+            raise ValueError("fit needs training data x")
+        if isinstance(x, (np.ndarray, list)):
+            self._check_array(x, "x")
+            size = batch_size or 32
+            if min(size, len(x)) > self.buffer.capacity:
+                raise ValueError(
+                    f"batch_size {size} exceeds the replay buffer capacity "
+                    f"{self.buffer.capacity}"
+                )
+        elif isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            if tuple(spec.shape[1:]) != self.sample_shape:
+                raise ValueError(
+                    f"dataset elements have shape {tuple(spec.shape)}; expected "
+                    f"(batch, {', '.join(map(str, self.sample_shape))})"
+                )
+            if spec.shape[0] is not None and spec.shape[0] > self.buffer.capacity:
+                raise ValueError(
+                    f"dataset batch size {spec.shape[0]} exceeds the replay buffer "
+                    f"capacity {self.buffer.capacity}"
+                )
+        val = kwargs.get("validation_data")
+        if isinstance(val, np.ndarray):  # Keras wants (x,) for x-only data
+            self._check_array(val, "validation_data")
+            kwargs["validation_data"] = (val,)
+        if self.optimizer is not None and hasattr(self.optimizer, "build"):
+            # create the slots now: a first trace that creates variables is traced
+            # twice, and the optimizer step runs inside a tf.cond
+            self.optimizer.build(self.trainable_variables)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks.append(_StopOnNonFinite())
+        self.stop_reason = None
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs
+        )
+
+    # --------------------------------------------------------- serialisation
+    def get_config(self):
+        return {
+            "network": keras.utils.serialize_keras_object(self.network),
+            "k_coef_lip": self.k_coef_lip,
+            "sampler": keras.utils.serialize_keras_object(self.sampler),
+            "buffer": keras.utils.serialize_keras_object(self.buffer),
+            "loss": keras.utils.serialize_keras_object(self.energy_loss),
+            "input_shape": list(self.sample_shape),
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("network", "sampler", "buffer", "loss"):
+            config[key] = keras.utils.deserialize_keras_object(
+                config[key], custom_objects=custom_objects
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already told when first built
+            return cls(**config)
+
+
+class _FunctionCache:
+    """Compiled chains by (sampler, num_steps, trajectory); not tracked by Keras."""
+
+    def __init__(self):
+        self.functions = {}
+
+
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Stops ``fit`` at the first non-finite loss, saying what happened."""
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(loss):
+            return
+        message = (
+            f"EnergyModel: non-finite loss at epoch {self._epoch + 1}, batch "
+            f"{batch + 1}: energies or chain states reached NaN/Inf. Training "
+            "stopped; the step was not applied, so weights, optimizer state and "
+            "replay buffer are those of the last finite step. Try a smaller "
+            "step_size or learning rate, or a larger l2_weight."
+        )
+        self.model.stop_reason = message
+        self.model.stop_training = True
+        warnings.warn(message, RuntimeWarning, stacklevel=2)

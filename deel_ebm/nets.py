@@ -1,0 +1,181 @@
+"""Ready energy networks: deel-lip 1-Lipschitz nets and unconstrained twins.
+
+Every builder returns a ``keras.Sequential`` mapping a batch ``(n, *input_shape)``
+to one scalar per sample ``(n, 1)``. The Lipschitz builders use only deel-lip
+layers (``SpectralDense``, ``SpectralConv2D``, ``FrobeniusDense``, ``GroupSort2``,
+``ScaledL2NormPooling2D``), so the network is 1-Lipschitz in the L2 norm and the
+energy ``k · f`` is k-Lipschitz. Each ``unconstrained_*`` twin has the same
+shapes and activation with plain Keras layers: the ablation that shows what the
+constraint changes.
+"""
+
+from __future__ import annotations
+
+from deel.lip.activations import GroupSort2
+from deel.lip.initializers import SpectralInitializer
+from deel.lip.layers import (
+    FrobeniusDense,
+    ScaledL2NormPooling2D,
+    SpectralConv2D,
+    SpectralDense,
+)
+
+from deel_ebm._backend import keras
+
+__all__ = [
+    "lipschitz_mlp",
+    "unconstrained_mlp",
+    "lipschitz_convnet",
+    "unconstrained_convnet",
+    "NETWORKS",
+]
+
+DEFAULT_UNITS = (256, 256, 256)
+DEFAULT_FILTERS = (32, 64)
+_ACTIVATIONS = ("groupsort2", "relu", "swish", "elu", "tanh")
+
+
+def _check_sizes(name, sizes):
+    sizes = tuple(sizes)
+    if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(f"{name} must be a non-empty sequence of positive ints")
+    if any(s % 2 for s in sizes):
+        raise ValueError(f"{name} must be even (GroupSort2 pairs units), got {sizes}")
+    return sizes
+
+
+def _check_shape(input_shape, rank):
+    shape = tuple(input_shape)
+    if len(shape) != rank or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise ValueError(
+            f"input_shape must be {rank} positive ints, got {input_shape!r}"
+        )
+    return shape
+
+
+def _spectral_init(seed):
+    return SpectralInitializer(
+        base_initializer=keras.initializers.Orthogonal(seed=seed)
+    )
+
+
+def _activation(name):
+    if name == "groupsort2":
+        return GroupSort2()
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {name!r}")
+    return keras.layers.Activation(name)
+
+
+def lipschitz_mlp(input_shape=(2,), units=DEFAULT_UNITS, seed=0, name=None):
+    """1-Lipschitz dense energy net: (SpectralDense → GroupSort2)×L → FrobeniusDense(1).
+
+    Args:
+        input_shape: shape of one sample, e.g. ``(2,)``; other ranks are flattened.
+        units: hidden widths (even numbers).
+        seed: seed of the orthogonal initialisation.
+
+    Example:
+        >>> net = lipschitz_mlp(input_shape=(2,), units=(64, 64))
+        >>> net(tf.zeros([5, 2]), training=False).shape
+        TensorShape([5, 1])
+    """
+    units = _check_sizes("units", units)
+    layers = [keras.layers.Input(tuple(input_shape))]
+    if len(input_shape) > 1:
+        layers.append(keras.layers.Flatten())
+    for i, width in enumerate(units):
+        layers += [
+            SpectralDense(width, kernel_initializer=_spectral_init(seed + i)),
+            GroupSort2(),
+        ]
+    layers.append(FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)))
+    return keras.Sequential(layers, name=name or "lipschitz_mlp")
+
+
+def unconstrained_mlp(
+    input_shape=(2,), units=DEFAULT_UNITS, activation="groupsort2", seed=0, name=None
+):
+    """The same shapes as :func:`lipschitz_mlp` with plain ``Dense`` layers.
+
+    ``activation`` is GroupSort2 by default (same function family, so only the
+    constraint differs); ``"swish"`` or ``"relu"`` give the usual EBM MLP.
+    """
+    units = _check_sizes("units", units)
+    layers = [keras.layers.Input(tuple(input_shape))]
+    if len(input_shape) > 1:
+        layers.append(keras.layers.Flatten())
+    for i, width in enumerate(units):
+        init = keras.initializers.Orthogonal(seed=seed + i)
+        layers += [keras.layers.Dense(width, kernel_initializer=init)]
+        layers.append(_activation(activation))
+    init = keras.initializers.Orthogonal(seed=seed + 99)
+    layers.append(keras.layers.Dense(1, kernel_initializer=init))
+    return keras.Sequential(layers, name=name or "unconstrained_mlp")
+
+
+def lipschitz_convnet(
+    input_shape=(8, 8, 1), filters=DEFAULT_FILTERS, dense_units=128, seed=0, name=None
+):
+    """1-Lipschitz convolutional energy net for small images (e.g. 8×8 digits).
+
+    Per stage: SpectralConv2D(3×3) → GroupSort2 → ScaledL2NormPooling2D(2), then
+    Flatten → SpectralDense → GroupSort2 → FrobeniusDense(1).
+    """
+    shape = _check_shape(input_shape, 3)
+    filters = _check_sizes("filters", filters)
+    layers = [keras.layers.Input(shape)]
+    for i, width in enumerate(filters):
+        layers += [
+            SpectralConv2D(width, 3, kernel_initializer=_spectral_init(seed + i)),
+            GroupSort2(),
+            ScaledL2NormPooling2D(pool_size=2),
+        ]
+    layers += [
+        keras.layers.Flatten(),
+        SpectralDense(dense_units, kernel_initializer=_spectral_init(seed + 50)),
+        GroupSort2(),
+        FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)),
+    ]
+    return keras.Sequential(layers, name=name or "lipschitz_convnet")
+
+
+def unconstrained_convnet(
+    input_shape=(8, 8, 1),
+    filters=DEFAULT_FILTERS,
+    dense_units=128,
+    activation="groupsort2",
+    seed=0,
+    name=None,
+):
+    """The same shapes as :func:`lipschitz_convnet` with plain Keras layers."""
+    shape = _check_shape(input_shape, 3)
+    filters = _check_sizes("filters", filters)
+    layers = [keras.layers.Input(shape)]
+    for i, width in enumerate(filters):
+        init = keras.initializers.Orthogonal(seed=seed + i)
+        layers += [
+            keras.layers.Conv2D(width, 3, padding="same", kernel_initializer=init),
+            _activation(activation),
+            keras.layers.AveragePooling2D(pool_size=2),
+        ]
+    layers += [
+        keras.layers.Flatten(),
+        keras.layers.Dense(
+            dense_units,
+            kernel_initializer=keras.initializers.Orthogonal(seed=seed + 50),
+        ),
+        _activation(activation),
+        keras.layers.Dense(
+            1, kernel_initializer=keras.initializers.Orthogonal(seed=seed + 99)
+        ),
+    ]
+    return keras.Sequential(layers, name=name or "unconstrained_convnet")
+
+
+NETWORKS = {
+    "lipschitz_mlp": lipschitz_mlp,
+    "unconstrained_mlp": unconstrained_mlp,
+    "lipschitz_convnet": lipschitz_convnet,
+    "unconstrained_convnet": unconstrained_convnet,
+}

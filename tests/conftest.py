@@ -1,0 +1,50 @@
+"""Shared fixtures. deel_ebm is imported first: it selects the Keras 2 API."""
+
+import os
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import deel_ebm  # noqa: E402,F401
+from deel_ebm._backend import tf  # noqa: E402
+
+
+def mixture_2d(n, seed=0, radius=2.0, std=0.3, modes=4):
+    """Points of a mixture of ``modes`` Gaussians on a circle, and the centres."""
+    rng = np.random.default_rng(seed)
+    angles = 2 * np.pi * np.arange(modes) / modes
+    centres = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    x = centres[rng.integers(0, modes, n)] + std * rng.standard_normal((n, 2))
+    return x.astype("float32"), centres.astype("float32")
+
+
+def small_model(lipschitz=True, k=10.0, steps=10, step_size=1e-2, capacity=1000, **kw):
+    if lipschitz:
+        net = deel_ebm.nets.lipschitz_mlp((2,), units=(32, 32))
+    else:
+        net = deel_ebm.nets.unconstrained_mlp((2,), units=(32, 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = deel_ebm.EnergyModel(
+            net,
+            k_coef_lip=k,
+            sampler=deel_ebm.LangevinSampler(num_steps=steps, step_size=step_size),
+            buffer=deel_ebm.ReplayBuffer(capacity=capacity, domain=(-3.0, 3.0)),
+            **kw,
+        )
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3, beta_1=0.0))
+    return model
+
+
+@pytest.fixture
+def data2d():
+    return mixture_2d(512)[0]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    tf.keras.utils.set_random_seed(0)
+    yield

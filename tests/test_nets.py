@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+from deel.lip.layers import LipschitzLayer
+
+from deel_ebm import nets
+from deel_ebm._backend import tf
+
+CASES = [
+    (nets.lipschitz_mlp, nets.unconstrained_mlp, (2,)),
+    (nets.lipschitz_mlp, nets.unconstrained_mlp, (4, 4)),
+    (nets.lipschitz_convnet, nets.unconstrained_convnet, (8, 8, 1)),
+]
+
+
+@pytest.mark.parametrize("lip, twin, shape", CASES)
+def test_scalar_output_and_twin_shapes(lip, twin, shape):
+    kwargs = {"units": (16, 16)} if lip is nets.lipschitz_mlp else {"filters": (8, 8)}
+    a, b = lip(shape, **kwargs), twin(shape, **kwargs)
+    x = tf.zeros((3, *shape))
+    assert a(x, training=False).shape == (3, 1) == b(x).shape
+    assert [w.shape for w in a.trainable_weights] == [
+        w.shape for w in b.trainable_weights
+    ]
+
+
+@pytest.mark.parametrize("lip, twin, shape", CASES)
+def test_lipschitz_builders_use_only_lipschitz_layers(lip, twin, shape):
+    kwargs = {"units": (16, 16)} if lip is nets.lipschitz_mlp else {"filters": (8, 8)}
+    weighted = [layer for layer in lip(shape, **kwargs).layers if layer.weights]
+    assert weighted and all(isinstance(layer, LipschitzLayer) for layer in weighted)
+    assert not any(
+        isinstance(layer, LipschitzLayer) and layer.weights
+        for layer in twin(shape, **kwargs).layers
+    )
+
+
+def test_seeded_builders_are_reproducible():
+    a = nets.lipschitz_mlp((2,), units=(8, 8), seed=3)
+    b = nets.lipschitz_mlp((2,), units=(8, 8), seed=3)
+    for wa, wb in zip(a.trainable_weights, b.trainable_weights):
+        np.testing.assert_allclose(wa, wb, atol=1e-6)  # Björck: float32 round-off
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="even"):
+        nets.lipschitz_mlp((2,), units=(15,))
+    with pytest.raises(ValueError, match="input_shape"):
+        nets.lipschitz_convnet((8, 8))
+    with pytest.raises(ValueError, match="activation"):
+        nets.unconstrained_mlp((2,), activation="softmax")
