@@ -26,8 +26,13 @@ __all__ = [
     "ContrastiveDivergenceLoss",
     "HingeKRLoss",
     "buffers",
+    "certificates",
+    "datasets",
     "losses",
+    "metrics",
     "nets",
+    "plotting",
+    "runs",
     "samplers",
     "__version__",
 ]

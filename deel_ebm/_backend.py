@@ -78,3 +78,30 @@ import tensorflow as tf  # noqa: E402
 
 _check_keras2(tf)
 keras = tf.keras
+
+# tensorflow-probability releases and the TF minors they support (tfp does not
+# declare them, so pip cannot refuse a bad pair; an import of tfp would then fail)
+_TFP_SUPPORT = {
+    (0, 23): ((2, 15), (2, 15)),
+    (0, 24): ((2, 16), (2, 17)),
+    (0, 25): ((2, 18), (2, 20)),
+}
+
+
+def _check_tfp_pair() -> None:
+    try:
+        tfp_version = _version_tuple(metadata.version("tensorflow-probability"))
+    except metadata.PackageNotFoundError:
+        return
+    tf_version = _version_tuple(tf.__version__)
+    low, high = _TFP_SUPPORT.get(tfp_version, (tf_version, tf_version))
+    if not low <= tf_version <= high:
+        raise ImportError(
+            f"tensorflow-probability {tfp_version[0]}.{tfp_version[1]} does not "
+            f"support TensorFlow {tf.__version__}. Fix: pip install "
+            "'tensorflow-probability==X' with X = 0.23 for TF 2.15, 0.24 for TF "
+            "2.16-2.17, 0.25 for TF 2.18-2.20."
+        )
+
+
+_check_tfp_pair()

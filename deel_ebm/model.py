@@ -334,7 +334,10 @@ class EnergyModel(keras.Model):
         batch_size = tf.shape(x_pos)[0]
         seed, _ = self._step_seeds()
         x_neg, slots, results = self._negatives(batch_size, seed)
-        with tf.GradientTape() as tape:
+        # the constraint's recomputation does not depend on x_neg: without this
+        # dependency TF runs it concurrently with the chain, and on a few CPU cores
+        # the two fight for the same threads
+        with tf.control_dependencies([x_neg]), tf.GradientTape() as tape:
             energies = self(tf.concat([x_pos, x_neg], axis=0), training=True)
             e_pos, e_neg = energies[:batch_size], energies[batch_size:]
             loss = self.energy_loss(e_pos, e_neg)

@@ -174,3 +174,33 @@ def test_annealed_chain_ends_on_the_target():
     mean, cov = _moments(x)
     np.testing.assert_allclose(mean, MEAN, atol=0.08)
     np.testing.assert_allclose(cov, COV, atol=0.1)
+
+
+@pytest.mark.slow
+def test_mala_agrees_with_tensorflow_probability():
+    # tfp's reference MALA on the same target: both sample N(MEAN, COV) exactly
+    import tensorflow_probability as tfp
+
+    x0 = tf.random.stateless_normal([2000, 2], [8, 8])
+    kernel = tfp.mcmc.MetropolisAdjustedLangevinAlgorithm(
+        target_log_prob_fn=lambda x: -gaussian_energy(x), step_size=0.1
+    )
+
+    @tf.function(jit_compile=True)
+    def reference():
+        return tfp.mcmc.sample_chain(
+            num_results=1,
+            num_burnin_steps=300,
+            current_state=x0,
+            kernel=kernel,
+            trace_fn=None,
+            seed=[1, 2],
+        )[0]
+
+    ours, _ = MALASampler(num_steps=300, step_size=0.1).compiled_run(gaussian_energy)(
+        x0, tf.constant([4, 4], tf.int64)
+    )
+    for x in (reference(), ours):
+        mean, cov = _moments(x)
+        np.testing.assert_allclose(mean, MEAN, atol=0.08)
+        np.testing.assert_allclose(cov, COV, atol=0.08)

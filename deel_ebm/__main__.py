@@ -1,0 +1,7 @@
+"""``python -m deel_ebm`` runs the ``deel-ebm`` command."""
+
+import sys
+
+from deel_ebm.cli import main
+
+sys.exit(main())
