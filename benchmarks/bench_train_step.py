@@ -21,6 +21,9 @@ from deel_ebm._backend import tf
 
 def build(kind, args):
     shape = (args.dim,)
+    jit = "auto"
+    if kind == "lipschitz_no_xla":  # the same chain without XLA: is XLA faster?
+        kind, jit = "lipschitz", False
     if kind == "lipschitz":
         net = deel_ebm.nets.lipschitz_mlp(shape, units=args.units)
     else:
@@ -32,7 +35,9 @@ def build(kind, args):
         model = deel_ebm.EnergyModel(
             net,
             k_coef_lip=20.0,
-            sampler=deel_ebm.LangevinSampler(num_steps=args.steps, step_size=5e-3),
+            sampler=deel_ebm.LangevinSampler(
+                num_steps=args.steps, step_size=5e-3, jit_compile=jit
+            ),
             buffer=deel_ebm.ReplayBuffer(capacity=10_000, domain=(-4.5, 4.5)),
         )
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
@@ -70,11 +75,19 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--twins", nargs="+", default=["groupsort2", "swish"])
     p.add_argument("--json", default=None, help="write results here")
+    p.add_argument(
+        "--no-xla-check",
+        dest="xla_check",
+        action="store_false",
+        help="skip the Lipschitz chain without XLA",
+    )
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch * 8, args.dim)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices(x).batch(args.batch).repeat()
-    kinds = ["lipschitz", *args.twins]
+    kinds = ["lipschitz", *args.twins] + (
+        ["lipschitz_no_xla"] if args.xla_check else []
+    )
     models = {k: build(k, args) for k in kinds}
     chain = {k: [] for k in kinds}
     step = {k: [] for k in kinds}
@@ -88,6 +101,10 @@ def main(argv=None):
         "chain_step_ms": {k: 1e3 * statistics.median(v) for k, v in chain.items()},
         "train_step_ms": {k: 1e3 * statistics.median(v) for k, v in step.items()},
     }
+    if args.xla_check:
+        res["chain_ratio_no_xla_vs_xla"] = (
+            res["chain_step_ms"]["lipschitz_no_xla"] / res["chain_step_ms"]["lipschitz"]
+        )
     for twin in args.twins:
         res[f"chain_ratio_vs_{twin}"] = (
             res["chain_step_ms"]["lipschitz"] / res["chain_step_ms"][twin]

@@ -6,9 +6,12 @@ Import ``deel_ebm`` before TensorFlow: it makes ``tf.keras`` the Keras 2 API
 
 from deel_ebm import (
     _backend,  # noqa: F401  (must run before TensorFlow loads)
+    _deel_lip_compat,  # noqa: F401  (deel-lip calls cheap under XLA)
     buffers,
+    export,
     losses,
     nets,
+    persistence,
     samplers,
 )
 from deel_ebm.buffers import ReplayBuffer
@@ -28,9 +31,11 @@ __all__ = [
     "buffers",
     "certificates",
     "datasets",
+    "export",
     "losses",
     "metrics",
     "nets",
+    "persistence",
     "plotting",
     "runs",
     "samplers",

@@ -204,9 +204,10 @@ def _power_iteration(apply, shape, tol, max_iter, seed, dtype=tf.float64) -> flo
     Power iteration on A^T A, the transpose from autodiff: grad_v 0.5 ||A v||^2 =
     A^T A v. The estimate ||A v|| (v unit) rises monotonically to sigma_max with
     geometric increments of ratio q; the run stops when the extrapolated remaining
-    rise, increment * q / (1 - q), is below tol / 2 * estimate, so the returned
-    estimate * (1 + tol) covers it with a factor 2 to spare. A run that does not
-    converge within max_iter warns.
+    rise, increment * q / (1 - q) with q the largest of the last three increment
+    ratios, has been below tol / 4 * estimate three iterations in a row, so the
+    returned estimate * (1 + tol) covers it with a factor 4 to spare. A run that
+    does not converge within max_iter warns.
     """
     rng = np.random.default_rng(seed)
     v = tf.constant(rng.standard_normal(shape), dtype=dtype)
@@ -220,19 +221,29 @@ def _power_iteration(apply, shape, tol, max_iter, seed, dtype=tf.float64) -> flo
             half_sq = 0.5 * tf.reduce_sum(tf.square(out))
         return tape.gradient(half_sq, v), tf.sqrt(2.0 * half_sq)
 
-    sigma, increments = 0.0, []
+    sigma, increments, converged = 0.0, [], 0
     for _ in range(max(int(max_iter), 4)):
         v, new_sigma = step(v)
         increment = max(float(new_sigma) - sigma, 0.0)
         sigma = float(new_sigma)
-        if sigma == 0.0 or (increment == 0.0 and increments):
-            return sigma * (1.0 + tol)
+        if sigma == 0.0:
+            return 0.0
         increments.append(increment)
-        if len(increments) < 4:
+        if len(increments) < 5:
             continue
-        # the larger of the last two increment ratios, for a noisy early phase
-        ratio = max(increment / increments[-2], increments[-2] / increments[-3])
-        if ratio < 1.0 and increment * ratio / (1.0 - ratio) <= 0.5 * tol * sigma:
+        # the largest of the last three increment ratios (the early phase and
+        # float rounding make single ratios noisy); an increment of exactly 0 with
+        # nonzero predecessors is rounding, not convergence, so it does not stop
+        last = increments[-4:]
+        if min(last[:-1]) == 0.0:
+            ratio = 1.0 if max(last) > 0.0 else 0.0
+        else:
+            ratio = max(b / a for a, b in zip(last[:-1], last[1:]))
+        remaining = (
+            max(last[-1], last[-2]) * ratio / (1.0 - ratio) if ratio < 1 else math.inf
+        )
+        converged = converged + 1 if remaining <= 0.25 * tol * sigma else 0
+        if converged >= 3:  # the rule must hold three times in a row
             return sigma * (1.0 + tol)
     warnings.warn(
         f"power iteration did not converge in {max_iter} steps (estimate {sigma:.6g}, "

@@ -9,13 +9,19 @@ r"""Exports of a trained :class:`~deel_ebm.EnergyModel` and a checked loader.
   alone (no deel-ebm, deel-lip or Keras import needed to serve it).
 - :func:`load_model`: ``keras.models.load_model`` for EnergyModels, in safe mode,
   with a clear :class:`ModelLoadError` for a missing, truncated or corrupted file
-  instead of a half-loaded model.
+  instead of a half-loaded model; :func:`restore_checkpoint` (from
+  :mod:`deel_ebm.persistence`) does the same for ``tf.train.Checkpoint`` files.
+
+The same exports are methods of the model: ``model.export_vanilla()`` and
+``model.export_saved_model(path)``.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +30,13 @@ from deel.lip.layers import Condensable
 
 from deel_ebm._backend import keras, tf
 from deel_ebm.model import EnergyModel
+from deel_ebm.persistence import ModelLoadError, restore_checkpoint
 
 __all__ = [
     "export_vanilla",
     "export_saved_model",
     "load_model",
+    "restore_checkpoint",
     "ModelLoadError",
     "SQRT_FLOOR",
     "EXPORT_RTOL",
@@ -47,6 +55,12 @@ _KERAS_FILES = ("config.json", "metadata.json", "model.weights.h5")
 def _check_model(model):
     if not isinstance(model, EnergyModel):
         raise TypeError(f"model must be a deel_ebm EnergyModel, got {model!r}")
+
+
+def _check_path(path, name="path") -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {path!r}")
+    return Path(path)
 
 
 # ------------------------------------------------------------ plain network
@@ -174,6 +188,8 @@ def export_vanilla(model, check: bool = True) -> keras.Model:
         >>> energy(x).shape                                      # (n,)
     """
     _check_model(model)
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be a bool, got {check!r}")
     model.refresh_constraints()
     inputs = keras.Input(model.sample_shape, name="x")
     f = _plain_network(model.network)(inputs)
@@ -206,6 +222,7 @@ class _ServedEnergy(tf.Module):
         sampler = model.sampler
         self.network = plain
         self.sampler = type(sampler).from_config(sampler.get_config())
+        self.sampler.build((None, *model.sample_shape))  # weights exist already
         self.k_coef_lip = tf.Variable(model.k_coef_lip, trainable=False)
         self.num_steps = tf.Variable(
             sampler.num_steps if num_steps is None else num_steps, trainable=False
@@ -262,8 +279,9 @@ def export_saved_model(model, path, num_steps: int | None = None) -> Path:
       (output ``"samples"``);
     - ``sample_from(init, seed)``: the same chain from the states ``init``.
 
-    The same ``seed`` gives the same samples. Attributes ``k_coef_lip`` and
-    ``num_steps`` are variables of the loaded object.
+    The same ``seed`` gives the same samples. The loaded object's variables
+    ``k_coef_lip`` and ``num_steps`` record the export's settings (both are
+    compiled into the functions: assigning them changes nothing).
 
     Args:
         model: a :class:`~deel_ebm.EnergyModel`.
@@ -273,6 +291,13 @@ def export_saved_model(model, path, num_steps: int | None = None) -> Path:
     Returns:
         The path written.
 
+    Raises:
+        TypeError: if ``model`` is not an EnergyModel, ``path`` not a path or
+            ``num_steps`` not an int.
+        ValueError: for a negative ``num_steps``, a ``path`` that is a file or
+            already holds a SavedModel, or a layer :func:`export_vanilla` cannot
+            export.
+
     Example:
         >>> export_saved_model(model, "served")
         >>> served = tf.saved_model.load("served")        # in any TF program
@@ -280,11 +305,14 @@ def export_saved_model(model, path, num_steps: int | None = None) -> Path:
         >>> served.sample(tf.constant(100), tf.constant([0, 1], tf.int64))
     """
     _check_model(model)
-    if num_steps is not None and (
-        isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0
-    ):
-        raise ValueError(f"num_steps must be an integer >= 0, got {num_steps!r}")
-    path = Path(path)
+    path = _check_path(path)
+    if num_steps is not None:
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int):
+            raise TypeError(f"num_steps must be an int, got {num_steps!r}")
+        if num_steps < 0:
+            raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file, not a directory")
     if (path / "saved_model.pb").exists():
         raise ValueError(f"{str(path)!r} already holds a SavedModel")
     module = _ServedEnergy(model, export_vanilla(model), num_steps)
@@ -308,10 +336,6 @@ def export_saved_model(model, path, num_steps: int | None = None) -> Path:
 
 
 # ------------------------------------------------------------ loading
-class ModelLoadError(ValueError):
-    """A saved model is missing pieces, corrupted, or not an EnergyModel."""
-
-
 def _check_keras_archive(path):
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(
@@ -323,7 +347,7 @@ def _check_keras_archive(path):
             names = set(archive.namelist())
             missing = [name for name in _KERAS_FILES if name not in names]
             broken = None if missing else archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
         raise ModelLoadError(
             f"{str(path)!r} is a damaged .keras archive: {err}"
         ) from err
@@ -335,6 +359,32 @@ def _check_keras_archive(path):
         raise ModelLoadError(
             f"{str(path)!r} is a corrupted .keras archive: {broken!r} fails its CRC "
             "check"
+        )
+
+
+def _check_optimizer_restored(path, model):
+    """Raise if Keras skipped the saved optimizer state (it only logs a warning).
+
+    Keras restores the optimizer only when the file holds as many variables as
+    the rebuilt optimizer. A fresh optimizer (its step counter alone, at 0) has
+    nothing to restore; anything else that does not match was dropped.
+    """
+    import h5py  # a tf-keras dependency
+
+    if model.optimizer is None:
+        return
+    with zipfile.ZipFile(path) as archive:
+        weights = archive.read("model.weights.h5")
+    with h5py.File(io.BytesIO(weights), "r") as h5:
+        group = h5.get("optimizer/vars")
+        saved = [] if group is None else [group[k][()] for k in sorted(group, key=int)]
+    loaded = len(model.optimizer.variables)
+    fresh = len(saved) == 1 and int(saved[0]) == 0
+    if len(saved) != loaded and not fresh:
+        raise ModelLoadError(
+            f"{str(path)!r}: the optimizer state was not restored ({len(saved)} "
+            f"variables saved, {loaded} in the rebuilt optimizer); load with "
+            "compile=False to get the model without it"
         )
 
 
@@ -360,7 +410,9 @@ def load_model(path, compile: bool = True) -> EnergyModel:
     present and pass their CRC check) or a SavedModel directory. Loading runs in
     Keras' safe mode (no deserialisation of Python code). Any failure raises
     :class:`ModelLoadError` naming the file and the cause, so a damaged file never
-    yields a half-loaded model.
+    yields a half-loaded model; this includes an optimizer state that Keras would
+    skip with a mere log line (``compile=True``). ``tf.keras.models.load_model``
+    loads the same files without custom objects, but without these checks.
 
     Args:
         path: a ``.keras`` file or a SavedModel directory.
@@ -370,6 +422,7 @@ def load_model(path, compile: bool = True) -> EnergyModel:
         The :class:`~deel_ebm.EnergyModel`.
 
     Raises:
+        TypeError: when ``path`` is not a str or path-like.
         FileNotFoundError: when ``path`` does not exist.
         ModelLoadError: for a truncated, corrupted or incomplete file, or a file
             that does not hold an EnergyModel.
@@ -378,7 +431,7 @@ def load_model(path, compile: bool = True) -> EnergyModel:
         >>> model.save("ebm.keras")
         >>> model = deel_ebm.export.load_model("ebm.keras")
     """
-    path = Path(path)
+    path = _check_path(path)
     if not path.exists():
         raise FileNotFoundError(f"no saved model at {str(path)!r}")
     if path.is_dir():
@@ -399,7 +452,9 @@ def load_model(path, compile: bool = True) -> EnergyModel:
     if not isinstance(model, EnergyModel):
         raise ModelLoadError(
             f"{str(path)!r} was loaded as {type(model).__name__}, not a deel_ebm "
-            "EnergyModel (was it saved from another model, or could Keras not "
-            "rebuild the EnergyModel from its config?)"
+            "EnergyModel (was it saved from another model, or in Keras' SavedModel "
+            "directory format, which cannot rebuild one? Save to a .keras file)"
         )
+    if compile and path.suffix == ".keras":
+        _check_optimizer_restored(path, model)
     return model

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 
 import numpy as np
 from deel.lip.layers import LipschitzLayer
 
 from deel_ebm import losses as losses_lib
+from deel_ebm import persistence
 from deel_ebm._backend import keras, tf
 from deel_ebm.buffers import ReplayBuffer
 from deel_ebm.samplers import LangevinSampler
@@ -136,12 +138,15 @@ class EnergyModel(keras.Model):
             )
         # runtime state, saved with the model
         self._stale = tf.Variable(True, trainable=False, name="constraints_stale")
-        self._sample_calls = 0
+        self._sample_calls = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="sample_calls"
+        )
         self._chains = _FunctionCache()
         self.stop_reason = None
         names = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm")
         self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
         self.refresh_constraints()
+        self.built = True  # every variable exists (BackupAndRestore checks it)
 
     # ------------------------------------------------------------ construction
     def _infer_sample_shape(self, input_shape):
@@ -263,9 +268,8 @@ class EnergyModel(keras.Model):
         if not isinstance(sampler, LangevinSampler):
             raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
         self._ensure_fresh()
-        if seed is None:
-            self._sample_calls += 1
-            seed = self._sample_calls
+        if seed is None:  # a counter saved with the model: load, then continue
+            seed = int(self._sample_calls.assign_add(1).numpy())
         seeds = tf.random.experimental.stateless_split(
             tf.constant([self.seed, -int(seed) - 1], tf.int64), num=2
         )
@@ -281,6 +285,19 @@ class EnergyModel(keras.Model):
         if return_trajectory:
             return out[0], out[2]
         return out[0]
+
+    # ---------------------------------------------------------------- export
+    def export_vanilla(self, check: bool = True):
+        """Stock-Keras energy model: :func:`deel_ebm.export.export_vanilla`."""
+        from deel_ebm import export  # lazy: export imports this module
+
+        return export.export_vanilla(self, check=check)
+
+    def export_saved_model(self, path, num_steps: int | None = None):
+        """Serving SavedModel: :func:`deel_ebm.export.export_saved_model`."""
+        from deel_ebm import export
+
+        return export.export_saved_model(self, path, num_steps=num_steps)
 
     # ---------------------------------------------------------------- training
     def _step_seeds(self, offset=0):
@@ -402,23 +419,39 @@ class EnergyModel(keras.Model):
         return x
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
-        """``keras.Model.fit``, with the input checked before training starts.
+        """``keras.Model.fit`` with checked input and an exactly resumable run.
 
         Numpy inputs (and ``validation_data``) are checked for shape, dtype and
         finite values; ``batch_size`` must not exceed the buffer's capacity.
+        They are fed by :func:`~deel_ebm.persistence.arrays_as_dataset`: epoch
+        ``e`` visits the samples in an order drawn from ``(seed, e)`` (in their
+        order with ``shuffle=False``). With the stateless training step, a run
+        resumed by ``keras.callbacks.BackupAndRestore`` (any ``save_freq``), or
+        restored by :func:`~deel_ebm.persistence.restore_checkpoint` and continued
+        with ``fit(initial_epoch=...)``, ends bit for bit (CPU) with the weights
+        and buffer of the uninterrupted run. Exceptions: ``sample_weight``,
+        ``class_weight`` or ``steps_per_epoch`` leave the batching to Keras, whose
+        shuffle restarts at each call; a ``tf.data`` input resumes exactly only
+        if each epoch's order depends on the epoch alone and backups are per
+        epoch. Each ``BackupAndRestore`` backup is first verified and restored
+        all-or-nothing (:func:`~deel_ebm.persistence.check_backups`).
+
         A non-finite step is not applied; training then stops with a message in
         :attr:`stop_reason`, keeping the last good weights, optimizer and buffer.
         """
         if x is None:
             raise ValueError("fit needs training data x")
-        if isinstance(x, (np.ndarray, list)):
-            self._check_array(x, "x")
+        if isinstance(x, (np.ndarray, list, tf.Tensor)):
+            x = self._check_array(x, "x")
             size = batch_size or 32
             if min(size, len(x)) > self.buffer.capacity:
                 raise ValueError(
                     f"batch_size {size} exceeds the replay buffer capacity "
                     f"{self.buffer.capacity}"
                 )
+            x, y, batch_size = persistence.arrays_as_dataset(
+                x, y, size, self.seed, self._train_counter, kwargs
+            )
         elif isinstance(x, tf.data.Dataset):
             spec = x.element_spec
             spec = spec[0] if isinstance(spec, tuple) else spec
@@ -441,13 +474,28 @@ class EnergyModel(keras.Model):
             # twice, and the optimizer step runs inside a tf.cond
             self.optimizer.build(self.trainable_variables)
         callbacks = list(kwargs.pop("callbacks", None) or [])
-        callbacks.append(_StopOnNonFinite())
+        persistence.check_backups(self, callbacks)
+        if not any(getattr(cb, "handles_non_finite", False) for cb in callbacks):
+            callbacks.append(_StopOnNonFinite())
         self.stop_reason = None
         return super().fit(
             x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs
         )
 
     # --------------------------------------------------------- serialisation
+    def save(self, filepath, *args, **kwargs):
+        """``keras.Model.save`` to a ``.keras`` file, with the whole training state.
+
+        Weights, optimizer, buffer, sampler and counters round-trip through
+        ``tf.keras.models.load_model`` (no custom objects) or, checked,
+        :func:`deel_ebm.export.load_model`. Keras' SavedModel directory cannot
+        rebuild an EnergyModel: it is refused (serve with
+        :meth:`export_saved_model`).
+        """
+        if not os.fspath(filepath).endswith(".keras"):
+            raise ValueError(f"save an EnergyModel as a .keras file, not {filepath!r}")
+        return super().save(filepath, *args, **kwargs)
+
     def get_config(self):
         return {
             "network": keras.utils.serialize_keras_object(self.network),

@@ -249,7 +249,9 @@ def test_deel_lip_conv_layer_bound_matches_brute_force(nets):
     assert reshaped == pytest.approx(layer._get_coef(), rel=DEEL_LIP_TOL)
     assert exact > 1.0
     # pooling (2x2, valid, stride 2), GroupSort2, Flatten: exactly 1; dense: ~1
-    assert bounds["scaled_l2_norm_pooling2d"] == 1.0
+    pooling = models["conv_lip"].layers[2]
+    assert isinstance(pooling, ScaledL2NormPooling2D)
+    assert bounds[pooling.name] == 1.0
 
 
 def test_scaled_unconstrained_dense_bound_matches_svd():
