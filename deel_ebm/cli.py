@@ -75,6 +75,13 @@ def _add_recipe(p, defaults):
         "--lr", type=float, default=defaults.learning_rate, dest="learning_rate"
     )
     g.add_argument(
+        "--ema-momentum",
+        type=_ema_momentum,
+        default=defaults.ema_momentum,
+        help="momentum of the moving average of the weights kept by the optimizer "
+        "and swapped in when training ends ('none': off; default %(default)s)",
+    )
+    g.add_argument(
         "--unconstrained",
         action="store_true",
         help="ablation: the same net without the Lipschitz constraint",
@@ -87,6 +94,20 @@ def _add_recipe(p, defaults):
         help="stop training after this wall time",
     )
     g.add_argument("--quiet", action="store_true", help="one line per epoch")
+
+
+def _ema_momentum(text: str):
+    if text.strip().lower() in ("none", "off", "0"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in (0, 1) or 'none', got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1) or be 'none', got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +178,7 @@ def _config_from_args(args):
         l2_weight=args.l2_weight,
         loss=args.loss,
         learning_rate=args.learning_rate,
+        ema_momentum=args.ema_momentum,
         lipschitz=not args.unconstrained,
         seed=args.seed,
         max_minutes=args.max_minutes,

@@ -211,3 +211,26 @@ def test_evaluate_prints_a_table_beside_baselines(run_dir, tmp_path, capsys):
     ebm = table["deel-ebm"]
     assert ebm["certified_auroc_uniform"] <= ebm["auroc_uniform"]
     assert "GaussianMixture" in capsys.readouterr().out
+
+
+def test_ema_momentum_option(tmp_path, capsys):
+    parser = cli.build_parser()
+    base = ["train", "--dataset", "8gaussians", "--out", str(tmp_path)]
+    assert cli._config_from_args(parser.parse_args(base)).ema_momentum == 0.995
+    args = parser.parse_args([*base, "--ema-momentum", "none"])
+    assert cli._config_from_args(args).ema_momentum is None
+    args = parser.parse_args([*base, "--ema-momentum", "0.99"])
+    assert cli._config_from_args(args).ema_momentum == 0.99
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*base, "--ema-momentum", "1.5"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--ema-momentum" in err and "(0, 1)" in err
+
+
+def test_run_config_rejects_bad_ema_momentum():
+    from deel_ebm.runs import RunConfig
+
+    for bad in (0.0, 1.0, -0.5, "0.9"):
+        with pytest.raises(ValueError, match="ema_momentum"):
+            RunConfig(ema_momentum=bad).validate()

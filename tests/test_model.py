@@ -88,6 +88,24 @@ def test_training_changes_buffer_and_weights(data2d):
     assert any(np.any(w != w0_) for w, w0_ in zip(model.trainable_weights, w0))
 
 
+def test_weight_average_is_swapped_in_and_used_by_every_path(data2d):
+    # Adam(use_ema=True) swaps the moving average into the weights when fit ends;
+    # the cached constrained kernels must follow, or energy() and sample() would
+    # still use the last iterate
+    model = small_model()
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(1e-2, use_ema=True, ema_momentum=0.9)
+    )
+    model.fit(data2d, batch_size=128, epochs=2, verbose=0)
+    averages = model.optimizer._model_variables_moving_average
+    for w, avg in zip(model.trainable_variables, averages):
+        np.testing.assert_array_equal(w.numpy(), avg.numpy())
+    x = tf.constant(data2d[:64])
+    used = model.energy(x).numpy()
+    recomputed = model(x, training=True).numpy()  # recomputes wbar from the weights
+    np.testing.assert_allclose(used, recomputed, rtol=1e-5, atol=1e-5)
+
+
 def test_no_retracing_during_fit(data2d):
     model = small_model()
     counts = []
