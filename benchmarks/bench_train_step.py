@@ -4,6 +4,10 @@ Ratios are what counts (this machine's timings are noisy): both models are timed
 the same run, interleaved, and the median of several repeats is reported.
 
     python benchmarks/bench_train_step.py --batch 512 --units 256 256 256 --steps 60
+    python benchmarks/bench_train_step.py --batch 512 --net conv     # digits energy
+
+It also reports the chain's achieved GFLOP/s over the rate of a large XLA matrix
+product measured in the same run, and where a Lipschitz train step goes.
 """
 
 from __future__ import annotations
@@ -19,15 +23,23 @@ import deel_ebm
 from deel_ebm._backend import tf
 
 
+def build_net(kind, args):
+    """The energy network of ``kind`` (lipschitz or a twin's activation)."""
+    nets = deel_ebm.nets
+    if args.net == "conv":  # the digits energy, 8x8x1 images
+        if kind == "lipschitz":
+            return nets.lipschitz_convnet((8, 8, 1))
+        return nets.unconstrained_convnet((8, 8, 1), activation=kind)
+    if kind == "lipschitz":
+        return nets.lipschitz_mlp((args.dim,), units=args.units)
+    return nets.unconstrained_mlp((args.dim,), units=args.units, activation=kind)
+
+
 def build(kind, args):
-    shape = (args.dim,)
     jit = "auto"
     if kind == "lipschitz_no_xla":  # the same chain without XLA: is XLA faster?
         kind, jit = "lipschitz", False
-    if kind == "lipschitz":
-        net = deel_ebm.nets.lipschitz_mlp(shape, units=args.units)
-    else:
-        net = deel_ebm.nets.unconstrained_mlp(shape, units=args.units, activation=kind)
+    net = build_net(kind, args)
     import warnings
 
     with warnings.catch_warnings():
@@ -65,10 +77,73 @@ def time_train_step(model, args, data):
     return (time.perf_counter() - t) / args.inner
 
 
+def energy_grad_flops(network, batch):
+    """FLOPs of one energy gradient of ``network`` for the whole batch.
+
+    A dense layer of shape (m, n) costs 2mn per sample forward and 2mn for the
+    input gradient (no weight gradient in a chain); a convolution costs
+    2·h_out·w_out·kh·kw·c_in·c_out per sample each way. Activations, GroupSort,
+    pooling and the update are O(activations) and left out (a lower count, so the
+    efficiency below is a slight under-estimate).
+    """
+    per_sample = 0
+    for layer in network.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        if len(kernel.shape) == 2:
+            per_sample += 2 * int(np.prod(kernel.shape))
+        elif len(kernel.shape) == 4:
+            h, w = layer.output_shape[1:3]
+            per_sample += 2 * h * w * int(np.prod(kernel.shape))
+    return 2 * batch * per_sample
+
+
+def matmul_gflops(n=1024, inner=20):
+    """Rate of a large XLA matrix product on this machine, in GFLOP/s."""
+    a = tf.random.stateless_normal((n, n), seed=[1, 2])
+    b = tf.random.stateless_normal((n, n), seed=[3, 4])
+    mm = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
+    mm(a, b).numpy()
+    t = time.perf_counter()
+    for _ in range(inner):
+        mm(a, b).numpy()
+    return 2 * n**3 * inner / (time.perf_counter() - t) / 1e9
+
+
+def time_loss_pass(model, args, data, training):
+    """The differentiated loss pass of a train step, alone (compiled, no XLA).
+
+    ``training=True`` recomputes deel-lip's constrained kernels (power iteration
+    and Bjorck) inside the tape, as ``train_step`` does; ``training=False`` reads
+    the cached ones: the difference is the cost of the reparametrisation.
+    """
+    x = next(iter(data))
+    x = tf.concat([x, x], axis=0)
+    variables = model.network.variables  # kernels, and wbar for the cached pass
+
+    @tf.function
+    def grad_pass(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model(x, training=training))
+        grads = tape.gradient(
+            loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        return loss + tf.add_n([tf.reduce_sum(g) for g in grads])
+
+    grad_pass(x)
+    t = time.perf_counter()
+    for _ in range(args.inner):
+        out = grad_pass(x)
+    float(out)
+    return (time.perf_counter() - t) / args.inner
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--dim", type=int, default=2)
+    p.add_argument("--net", choices=("dense", "conv"), default="dense")
+    p.add_argument("--dim", type=int, default=2, help="input size of the dense net")
     p.add_argument("--units", type=int, nargs="+", default=[256, 256, 256])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--inner", type=int, default=5, help="calls per timing")
@@ -83,7 +158,8 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch * 8, args.dim)).astype("float32")
+    shape = (8, 8, 1) if args.net == "conv" else (args.dim,)
+    x = rng.normal(size=(args.batch * 8, *shape)).astype("float32")
     data = tf.data.Dataset.from_tensor_slices(x).batch(args.batch).repeat()
     kinds = ["lipschitz", *args.twins] + (
         ["lipschitz_no_xla"] if args.xla_check else []
@@ -91,15 +167,41 @@ def main(argv=None):
     models = {k: build(k, args) for k in kinds}
     chain = {k: [] for k in kinds}
     step = {k: [] for k in kinds}
+    loss_pass = {"recompute": [], "cached": []}
+    matmul = []
     for _ in range(args.repeats):  # interleave to share the machine's noise
+        matmul.append(matmul_gflops())
         for k, m in models.items():
             chain[k].append(time_chain(m, args))
             step[k].append(time_train_step(m, args, data))
+        lip = models["lipschitz"]
+        loss_pass["recompute"].append(time_loss_pass(lip, args, data, True))
+        loss_pass["cached"].append(time_loss_pass(lip, args, data, False))
+    med = statistics.median
     res = {
         "config": vars(args),
         "tf_version": tf.__version__,
-        "chain_step_ms": {k: 1e3 * statistics.median(v) for k, v in chain.items()},
-        "train_step_ms": {k: 1e3 * statistics.median(v) for k, v in step.items()},
+        "chain_step_ms": {k: 1e3 * med(v) for k, v in chain.items()},
+        "train_step_ms": {k: 1e3 * med(v) for k, v in step.items()},
+    }
+    # hardware efficiency of the Lipschitz chain against a large matrix product
+    chain_s = med(chain["lipschitz"])
+    flops = energy_grad_flops(models["lipschitz"].network, args.batch)
+    res["chain_gflops"] = flops / chain_s / 1e9
+    res["matmul_gflops"] = med(matmul)
+    res["chain_efficiency"] = res["chain_gflops"] / res["matmul_gflops"]
+    res["chain_samples_per_s"] = args.batch / chain_s
+    # where a Lipschitz train step goes
+    total = res["train_step_ms"]["lipschitz"]
+    chains_ms = args.steps * res["chain_step_ms"]["lipschitz"]
+    recompute_ms = 1e3 * med(loss_pass["recompute"])
+    cached_ms = 1e3 * med(loss_pass["cached"])
+    res["lipschitz_breakdown_ms"] = {
+        "train_step": total,
+        "chain": chains_ms,
+        "loss_pass_with_reparametrisation": recompute_ms,
+        "of_which_reparametrisation": recompute_ms - cached_ms,
+        "rest (optimizer, buffer, metrics)": total - chains_ms - recompute_ms,
     }
     if args.xla_check:
         res["chain_ratio_no_xla_vs_xla"] = (
