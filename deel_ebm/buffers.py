@@ -41,6 +41,12 @@ class ReplayBuffer(keras.layers.Layer):
     the same slots. The storage is filled with prior draws when the buffer is built,
     so the first steps start from the prior as in IGEBM.
 
+    Under a ``tf.distribute`` strategy the storage is split into one shard per
+    replica (:meth:`shard_capacity`): ``EnergyModel`` has replica ``r`` draw only
+    from shard ``r`` (``draw(..., shard=(r, num_replicas))``) with its own seeds,
+    and writes every replica's end points into every copy of the storage, so the
+    copies stay equal and a save holds the whole buffer.
+
     Args:
         capacity: number of states kept (IGEBM and JEM keep 10 000).
         reinit_prob: probability in [0, 1] that a chain restarts from the prior.
@@ -125,25 +131,50 @@ class ReplayBuffer(keras.layers.Layer):
         """``n`` independent draws of the prior, shape ``(n, *sample_shape)``."""
         return self._prior_sample((n, *self.sample_shape), seed)
 
-    def draw(self, batch_size: int, seed):
+    def shard_capacity(self, num_shards: int) -> int:
+        """Slots per shard when the storage is split into ``num_shards`` slices.
+
+        Raises:
+            ValueError: when ``capacity`` is not a multiple of ``num_shards``.
+        """
+        if isinstance(num_shards, bool) or not isinstance(num_shards, numbers.Integral):
+            raise TypeError(f"num_shards must be an integer, got {num_shards!r}")
+        if num_shards < 1 or self.capacity % num_shards:
+            raise ValueError(
+                f"the replay buffer capacity {self.capacity} cannot be split into "
+                f"{num_shards} equal shards (one per replica): choose a capacity "
+                f"that is a multiple of {num_shards}"
+            )
+        return self.capacity // num_shards
+
+    def draw(self, batch_size: int, seed, shard=None):
         """Chain starts for one step.
 
         Args:
-            batch_size: number of chains (at most ``capacity``).
+            batch_size: number of chains (at most ``capacity``, or the shard's
+                capacity).
             seed: a shape-[2] integer seed (stateless random ops).
+            shard: ``None`` (draw from the whole storage) or ``(index,
+                num_shards)``: draw only from slots ``index * S`` to
+                ``(index + 1) * S - 1``, ``S = capacity // num_shards`` (see
+                :meth:`shard_capacity`). ``index`` may be a tensor (a replica id).
 
         Returns:
             ``(starts, slots)``: starts of shape ``(batch_size, *sample_shape)`` and
             the int32 slots they came from, distinct, to pass to :meth:`write`.
         """
-        if isinstance(batch_size, int) and batch_size > self.capacity:
+        size = self.capacity if shard is None else self.shard_capacity(shard[1])
+        if isinstance(batch_size, int) and batch_size > size:
             raise ValueError(
-                f"batch size {batch_size} exceeds the buffer capacity {self.capacity}"
+                f"batch size {batch_size} exceeds the buffer capacity {size}"
+                + ("" if shard is None else f" per shard ({shard[1]} shards)")
             )
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
         # top_k of i.i.d. uniforms: batch_size distinct slots, in O(capacity).
-        keys = tf.random.stateless_uniform([self.capacity], seeds[0])
+        keys = tf.random.stateless_uniform([size], seeds[0])
         slots = tf.math.top_k(keys, k=batch_size, sorted=False).indices
+        if shard is not None:
+            slots += tf.cast(shard[0], tf.int32) * size
         starts = tf.gather(self.storage, slots)
         if self.reinit_prob > 0.0:
             fresh = self._prior_sample(tf.shape(starts), seeds[1])

@@ -32,8 +32,8 @@ import warnings
 import numpy as np
 from deel.lip.layers import LipschitzLayer
 
+from deel_ebm import _distribute, persistence
 from deel_ebm import losses as losses_lib
-from deel_ebm import persistence
 from deel_ebm._backend import keras, tf
 from deel_ebm.buffers import ReplayBuffer
 from deel_ebm.samplers import LangevinSampler
@@ -144,7 +144,7 @@ class EnergyModel(keras.Model):
         self._chains = _FunctionCache()
         self.stop_reason = None
         names = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm")
-        self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        self._trackers = {n: _distribute.Mean(name=n) for n in names}
         self.refresh_constraints()
         self.built = True  # every variable exists (BackupAndRestore checks it)
 
@@ -321,15 +321,23 @@ class EnergyModel(keras.Model):
         )
 
     def _negatives(self, batch_size, seed):
+        # under a strategy: this replica's shard of the buffer, its own seeds
+        shard = _distribute.replica_shard()
+        if shard is None:
+            capacity, message = self.buffer.capacity, "buffer capacity"
+        else:
+            capacity = self.buffer.shard_capacity(shard[1])
+            message = f"replica's buffer shard ({shard[1]} replicas), of capacity"
+            seed = _distribute.replica_seed(seed)
         tf.debugging.assert_less_equal(
             batch_size,
-            self.buffer.capacity,
-            message=f"batch size exceeds the buffer capacity {self.buffer.capacity}",
+            capacity,
+            message=f"batch size exceeds the {message} {capacity}",
         )
         buffer_seed, chain_seed = tf.unstack(
             tf.random.experimental.stateless_split(seed, num=2)
         )
-        x0, slots = self.buffer.draw(batch_size, buffer_seed)
+        x0, slots = self.buffer.draw(batch_size, buffer_seed, shard=shard)
         x_neg, results = self._chain(self.sampler)(x0, chain_seed)
         return tf.stop_gradient(x_neg), slots, results
 
@@ -360,20 +368,26 @@ class EnergyModel(keras.Model):
             loss = self.energy_loss(e_pos, e_neg)
             if self.losses:
                 loss += tf.add_n(self.losses)
+            scaled_loss = _distribute.scale_loss(loss)  # loss itself on one device
         variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
+        grads = tape.gradient(scaled_loss, variables)
         finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
             + [tf.math.is_finite(loss), tf.reduce_all(tf.math.is_finite(x_neg))]
         )
+        if _distribute.is_distributed():  # all replicas apply the step, or none
+            _distribute.apply_if_finite(
+                self.optimizer, grads, variables, finite, self.buffer, slots, x_neg
+            )
+        else:
 
-        def apply():
-            # a non-finite step changes nothing: weights, optimizer, buffer stay
-            self.optimizer.apply_gradients(zip(grads, variables))
-            self.buffer.write(slots, x_neg)
-            return tf.constant(True)
+            def apply():
+                # a non-finite step changes nothing: weights, optimizer, buffer stay
+                self.optimizer.apply_gradients(zip(grads, variables))
+                self.buffer.write(slots, x_neg)
+                return tf.constant(True)
 
-        tf.cond(finite, apply, lambda: tf.constant(False))
+            tf.cond(finite, apply, lambda: tf.constant(False))
         self._stale.assign(True)
         return self._update_trackers(loss, e_pos, e_neg, results)
 
@@ -438,7 +452,21 @@ class EnergyModel(keras.Model):
 
         A non-finite step is not applied; training then stops with a message in
         :attr:`stop_reason`, keeping the last good weights, optimizer and buffer.
+
+        Under a ``tf.distribute`` strategy (model built and compiled in
+        ``strategy.scope()``), ``batch_size`` is the global batch, split among
+        the replicas; each replica runs its chains on its own shard of the replay
+        buffer (user guide, "Training on several devices"). The capacity
+        must then be a multiple of the number of replicas (a replica's share of
+        a batch then fits in its shard), and the last batch must give every
+        replica a sample. Keras batches numpy inputs itself (no exact resume).
         """
+        with _distribute.scope_of(self):
+            return self._fit(x, y, batch_size, epochs, **kwargs)
+
+    def _fit(self, x, y, batch_size, epochs, **kwargs):
+        strategy = _distribute.strategy_of(self)
+        replicas = 1 if strategy is None else strategy.num_replicas_in_sync
         if x is None:
             raise ValueError("fit needs training data x")
         if isinstance(x, (np.ndarray, list, tf.Tensor)):
@@ -449,6 +477,10 @@ class EnergyModel(keras.Model):
                     f"batch_size {size} exceeds the replay buffer capacity "
                     f"{self.buffer.capacity}"
                 )
+            n = None if kwargs.get("validation_split") else len(x)  # last batch
+            _distribute.check_batch_size(
+                min(size, len(x)), self.buffer.capacity, replicas, n=n
+            )
             x, y, batch_size = persistence.arrays_as_dataset(
                 x, y, size, self.seed, self._train_counter, kwargs
             )
@@ -465,6 +497,7 @@ class EnergyModel(keras.Model):
                     f"dataset batch size {spec.shape[0]} exceeds the replay buffer "
                     f"capacity {self.buffer.capacity}"
                 )
+            _distribute.check_batch_size(spec.shape[0], self.buffer.capacity, replicas)
         val = kwargs.get("validation_data")
         if isinstance(val, np.ndarray):  # Keras wants (x,) for x-only data
             self._check_array(val, "validation_data")
