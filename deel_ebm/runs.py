@@ -211,12 +211,10 @@ def build_model(config: RunConfig, sample_shape, domain) -> EnergyModel:
             seed=config.seed,
         )
     ema = config.ema_momentum
+    averaging = {} if ema is None else {"use_ema": True, "ema_momentum": ema}
     model.compile(
         optimizer=keras.optimizers.Adam(
-            config.learning_rate,
-            beta_1=config.beta_1,
-            use_ema=ema is not None,
-            ema_momentum=0.99 if ema is None else ema,
+            config.learning_rate, beta_1=config.beta_1, **averaging
         )
     )
     return model

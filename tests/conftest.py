@@ -21,7 +21,19 @@ def mixture_2d(n, seed=0, radius=2.0, std=0.3, modes=4):
     return x.astype("float32"), centres.astype("float32")
 
 
-def small_model(lipschitz=True, k=10.0, steps=10, step_size=1e-2, capacity=1000, **kw):
+def small_model(
+    lipschitz=True,
+    k=10.0,
+    steps=10,
+    step_size=1e-2,
+    capacity=1000,
+    domain=(-3.0, 3.0),
+    reinit_prob=0.05,
+    jit_compile="auto",
+    lr=1e-3,
+    optimizer=None,
+    **kw,
+):
     if lipschitz:
         net = deel_ebm.nets.lipschitz_mlp((2,), units=(32, 32))
     else:
@@ -31,11 +43,15 @@ def small_model(lipschitz=True, k=10.0, steps=10, step_size=1e-2, capacity=1000,
         model = deel_ebm.EnergyModel(
             net,
             k_coef_lip=k,
-            sampler=deel_ebm.LangevinSampler(num_steps=steps, step_size=step_size),
-            buffer=deel_ebm.ReplayBuffer(capacity=capacity, domain=(-3.0, 3.0)),
+            sampler=deel_ebm.LangevinSampler(
+                num_steps=steps, step_size=step_size, jit_compile=jit_compile
+            ),
+            buffer=deel_ebm.ReplayBuffer(
+                capacity=capacity, reinit_prob=reinit_prob, domain=domain
+            ),
             **kw,
         )
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3, beta_1=0.0))
+    model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(lr, beta_1=0.0))
     return model
 
 

@@ -23,8 +23,8 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from conftest import small_model  # noqa: E402  (tests/ is this script's dir)
 
-import deel_ebm  # noqa: E402
 from deel_ebm import datasets, metrics  # noqa: E402
 from deel_ebm._backend import tf  # noqa: E402
 
@@ -40,33 +40,9 @@ def _two_logical_cpus():
     return ["/cpu:0", "/cpu:1"]
 
 
-def _model(
-    capacity=CAPACITY,
-    steps=10,
-    reinit_prob=0.05,
-    seed=0,
-    k=10.0,
-    lr=1e-3,
-    step_size=1e-2,
-    optimizer=None,
-    jit_compile="auto",
-):
-    net = deel_ebm.nets.lipschitz_mlp((2,), units=(32, 32))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = deel_ebm.EnergyModel(
-            net,
-            k_coef_lip=k,
-            sampler=deel_ebm.LangevinSampler(
-                num_steps=steps, step_size=step_size, jit_compile=jit_compile
-            ),
-            buffer=deel_ebm.ReplayBuffer(
-                capacity=capacity, reinit_prob=reinit_prob, domain=(-4.5, 4.5)
-            ),
-            seed=seed,
-        )
-    model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(lr, beta_1=0.0))
-    return model
+def _model(capacity=CAPACITY, **kwargs):
+    """conftest's small model (2 x 32 Lipschitz MLP) on the domain (-4.5, 4.5)."""
+    return small_model(capacity=capacity, domain=(-4.5, 4.5), **kwargs)
 
 
 def _mixture(n, seed=0):
