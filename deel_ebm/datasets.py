@@ -56,6 +56,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special, stats
 
+from deel_ebm import _pipeline
 from deel_ebm._backend import tf
 
 __all__ = [
@@ -600,15 +601,7 @@ def as_dataset(x, batch_size, shuffle=True, seed=0, repeat=False, y=None):
         if shuffle:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(int(batch_size))
-        dtypes = [tf.as_dtype(a.dtype) for a in arrays]
-
-        def gather(idx):
-            parts = tf.numpy_function(lambda i: [a[i] for a in arrays], [idx], dtypes)
-            for part, a in zip(parts, arrays):
-                part.set_shape((None,) + a.shape[1:])
-            return tuple(parts) if y is not None else parts[0]
-
-        ds = ds.map(gather)
+        ds = _pipeline.gather_rows(ds, arrays if y is not None else x)
     if repeat:
         ds = ds.repeat()
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -402,7 +402,11 @@ class EnergyModel(keras.Model):
         return self._update_trackers(loss, e_pos, e_neg, results)
 
     # ------------------------------------------------------------ validation
-    def _check_array(self, x, name, allow_empty=False):
+    def _check_array(self, x, name, allow_empty=False, as_tensor=True):
+        """``x`` checked; a float32 tensor, or (``as_tensor=False``) a NumPy array.
+
+        A float32 NumPy array is not copied with ``as_tensor=False``.
+        """
         if isinstance(x, (tf.Tensor, tf.Variable)):  # keep it: a tape may watch it
             if not x.dtype.is_floating:
                 raise TypeError(f"{name} must be floating point, got {x.dtype}")
@@ -426,10 +430,12 @@ class EnergyModel(keras.Model):
                 )
             if not allow_empty and x.shape[0] == 0:
                 raise ValueError(f"{name} is empty")
-            if not np.all(np.isfinite(x)):
-                bad = int(np.sum(~np.isfinite(x)))
+            bad = _count_non_finite(x)
+            if bad:
                 raise ValueError(f"{name} contains {bad} NaN or Inf values")
-            x = tf.convert_to_tensor(x, tf.float32)
+            x = np.asarray(x, np.float32)
+            if as_tensor:
+                x = tf.convert_to_tensor(x)
         return x
 
     def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
@@ -439,13 +445,16 @@ class EnergyModel(keras.Model):
         finite values; ``batch_size`` must not exceed the buffer's capacity.
         They are fed by :func:`~deel_ebm.persistence.arrays_as_dataset`: epoch
         ``e`` visits the samples in an order drawn from ``(seed, e)`` (in their
-        order with ``shuffle=False``). With the stateless training step, a run
+        order with ``shuffle=False``); the arrays are read where they are, never
+        copied nor put in the graph, whatever their size (``float64`` input is
+        converted to ``float32`` once). With the stateless training step, a run
         resumed by ``keras.callbacks.BackupAndRestore`` (any ``save_freq``), or
-        restored by :func:`~deel_ebm.persistence.restore_checkpoint` and continued
-        with ``fit(initial_epoch=...)``, ends bit for bit (CPU) with the weights
-        and buffer of the uninterrupted run. Exceptions: ``sample_weight``,
-        ``class_weight`` or ``steps_per_epoch`` leave the batching to Keras, whose
-        shuffle restarts at each call; a ``tf.data`` input resumes exactly only
+        restored by :func:`~deel_ebm.persistence.restore_checkpoint` and
+        continued with ``fit(initial_epoch=...)``, ends bit for bit (CPU) with
+        the weights and buffer of the uninterrupted run. Exceptions:
+        ``sample_weight``, ``class_weight`` or ``steps_per_epoch`` leave the
+        batching to Keras, whose shuffle restarts at each call and which holds a
+        copy of the arrays; a ``tf.data`` input resumes exactly only
         if each epoch's order depends on the epoch alone and backups are per
         epoch. Each ``BackupAndRestore`` backup is first verified and restored
         all-or-nothing (:func:`~deel_ebm.persistence.check_backups`).
@@ -459,7 +468,11 @@ class EnergyModel(keras.Model):
         buffer (user guide, "Training on several devices"). The capacity
         must then be a multiple of the number of replicas (a replica's share of
         a batch then fits in its shard), and the last batch must give every
-        replica a sample. Keras batches numpy inputs itself (no exact resume).
+        replica a sample. Numpy inputs are then shuffled afresh by each ``fit``
+        call (:func:`~deel_ebm.persistence.shuffled_dataset`: no exact resume);
+        under a multi-worker strategy Keras batches them itself, from a copy
+        (for data too large to copy, pass a ``tf.data.Dataset`` that reads it
+        from files, as TensorFlow's multi-worker guide does).
         """
         with _distribute.scope_of(self):
             return self._fit(x, y, batch_size, epochs, **kwargs)
@@ -469,8 +482,13 @@ class EnergyModel(keras.Model):
         replicas = 1 if strategy is None else strategy.num_replicas_in_sync
         if x is None:
             raise ValueError("fit needs training data x")
+        val = kwargs.get("validation_data")
+        if isinstance(val, np.ndarray):  # Keras wants (x,) for x-only data
+            kwargs["validation_data"] = (
+                self._check_array(val, "validation_data", as_tensor=False),
+            )
         if isinstance(x, (np.ndarray, list, tf.Tensor)):
-            x = self._check_array(x, "x")
+            x = self._check_array(x, "x", as_tensor=False)
             size = batch_size or 32
             if min(size, len(x)) > self.buffer.capacity:
                 raise ValueError(
@@ -498,10 +516,6 @@ class EnergyModel(keras.Model):
                     f"capacity {self.buffer.capacity}"
                 )
             _distribute.check_batch_size(spec.shape[0], self.buffer.capacity, replicas)
-        val = kwargs.get("validation_data")
-        if isinstance(val, np.ndarray):  # Keras wants (x,) for x-only data
-            self._check_array(val, "validation_data")
-            kwargs["validation_data"] = (val,)
         if self.optimizer is not None and hasattr(self.optimizer, "build"):
             # create the slots now: a first trace that creates variables is traced
             # twice, and the optimizer step runs inside a tf.cond
@@ -551,6 +565,16 @@ class EnergyModel(keras.Model):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # already told when first built
             return cls(**config)
+
+
+def _count_non_finite(x: np.ndarray, chunk_bytes: int = 1 << 24) -> int:
+    """NaN and Inf values of ``x``, counted in slices of ``chunk_bytes``."""
+    flat = x.reshape(-1)  # a view for the contiguous arrays fit receives
+    step = max(1, chunk_bytes // max(1, x.itemsize))
+    return sum(
+        int(np.count_nonzero(~np.isfinite(flat[i : i + step])))
+        for i in range(0, flat.size, step)
+    )
 
 
 class _FunctionCache:

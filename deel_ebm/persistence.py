@@ -28,12 +28,17 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
+
+from deel_ebm import _pipeline
 from deel_ebm._backend import keras, tf
 
 __all__ = [
     "ModelLoadError",
     "resumable_dataset",
     "arrays_as_dataset",
+    "shuffled_dataset",
+    "validation_dataset",
     "restore_checkpoint",
     "check_backups",
 ]
@@ -58,8 +63,13 @@ def resumable_dataset(
     ``fit``, which opens one iterator per epoch after ``BackupAndRestore`` has
     restored the counter.
 
+    Only the indices live in the dataset: each batch is gathered from ``data``
+    in host memory, which is neither copied nor embedded in the graph
+    (``deel_ebm._pipeline``), so arrays of any size are fine.
+
     Args:
-        data: a tensor or a tuple of tensors with the same first dimension ``n``.
+        data: an array or a tuple of arrays (NumPy or CPU tensors, kept by
+            reference) with the same first dimension ``n``.
         batch_size: samples per batch.
         shuffle: permute the samples at each epoch.
         seed: an int: the orders of every epoch.
@@ -90,12 +100,9 @@ def resumable_dataset(
         return batches.skip(position % steps).take(steps)
 
     indices = tf.data.Dataset.from_tensors(0).flat_map(from_position)
-    arrays = tf.data.Dataset.from_tensors(data).repeat()
-    batches = tf.data.Dataset.zip((indices, arrays)).map(
-        lambda idx, arrays: tf.nest.map_structure(lambda a: tf.gather(a, idx), arrays)
-    )
+    batches = _pipeline.gather_rows(indices, _pipeline.host_arrays(data))
     batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
-    return batches.prefetch(1)
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def arrays_as_dataset(x, y, batch_size, seed, step_counter, fit_kwargs):
@@ -103,20 +110,25 @@ def arrays_as_dataset(x, y, batch_size, seed, step_counter, fit_kwargs):
 
     Used by ``EnergyModel.fit``. Pops ``shuffle`` and ``validation_split`` from
     ``fit_kwargs`` (the split takes the last samples, as Keras does, unless
-    ``validation_data`` is given) and sets an unset ``validation_batch_size`` to
-    ``batch_size`` (Keras' default). With ``sample_weight``, ``class_weight``,
-    ``steps_per_epoch`` or a distribution strategy, the arrays are returned
-    unchanged for Keras to batch.
+    ``validation_data`` is given). In-memory validation data becomes a
+    :func:`validation_dataset` of ``validation_batch_size`` batches (by default
+    ``batch_size``, as in Keras). No array is copied: batches are gathered from
+    the caller's arrays. With ``sample_weight``, ``class_weight``,
+    ``steps_per_epoch``, or under a multi-worker strategy (whose workers must
+    shard the data), the arrays are returned unchanged for Keras to batch, and
+    Keras' pipeline holds a copy of them. Under a one-worker strategy
+    (``MirroredStrategy``) the batches come from :func:`shuffled_dataset` (not
+    resumable bit for bit).
 
     Returns:
         ``(x, y, batch_size)`` to pass on to ``keras.Model.fit``.
     """
-    if tf.distribute.has_strategy() or any(
+    if _multi_worker() or any(
         fit_kwargs.get(k) is not None
         for k in ("sample_weight", "class_weight", "steps_per_epoch")
     ):
         return x, y, batch_size
-    data = x if y is None else (x, tf.convert_to_tensor(y))
+    data = x if y is None else (x, _pipeline.host_arrays(y))
     split = fit_kwargs.pop("validation_split", 0.0) or 0.0
     if split and fit_kwargs.get("validation_data") is None:
         cut = int(math.floor(len(x) * (1.0 - split)))
@@ -128,14 +140,72 @@ def arrays_as_dataset(x, y, batch_size, seed, step_counter, fit_kwargs):
         val = tf.nest.map_structure(lambda a: a[cut:], data)
         fit_kwargs["validation_data"] = val if y is not None else (val,)
         data = tf.nest.map_structure(lambda a: a[:cut], data)
-    if fit_kwargs.get("validation_batch_size") is None:  # Keras' default
-        fit_kwargs["validation_batch_size"] = batch_size
+    val = fit_kwargs.get("validation_data")
+    size = fit_kwargs.pop("validation_batch_size", None) or batch_size  # Keras'
+    if _in_memory(val):
+        fit_kwargs["validation_data"] = validation_dataset(val, size)
+    else:
+        fit_kwargs["validation_batch_size"] = size
     shuffle = bool(fit_kwargs.pop("shuffle", True))
+    if tf.distribute.has_strategy():
+        return shuffled_dataset(data, batch_size, shuffle, seed), None, None
     initial_epoch = fit_kwargs.get("initial_epoch", 0)
     dataset = resumable_dataset(
         data, batch_size, shuffle, seed, step_counter, initial_epoch
     )
     return dataset, None, None
+
+
+def _multi_worker() -> bool:
+    """Whether ``fit`` runs under a strategy with several workers."""
+    extended = tf.distribute.get_strategy().extended
+    return bool(getattr(extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def shuffled_dataset(data, batch_size: int, shuffle: bool, seed: int):
+    """Batches of in-memory ``data`` for ``fit`` under a distribution strategy.
+
+    Like Keras' own pipeline for arrays, but gathered from host memory (no copy,
+    nothing in the graph): each epoch visits the samples in a new order drawn
+    from ``seed`` (in their order with ``shuffle`` false). The order restarts with each
+    ``fit`` call, so a resumed distributed run sees other batches than an
+    uninterrupted one would.
+    """
+    data = _pipeline.host_arrays(data)
+    indices = tf.data.Dataset.range(int(tf.nest.flatten(data)[0].shape[0]))
+    if shuffle:
+        indices = indices.shuffle(
+            int(indices.cardinality()), seed=int(seed), reshuffle_each_iteration=True
+        )
+    batches = _pipeline.gather_rows(indices.batch(int(batch_size)), data)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _in_memory(data) -> bool:
+    """An array, or a tuple of arrays with the same length (Keras' ``(x, y)``)."""
+    parts = data if isinstance(data, (tuple, list)) else (data,)
+    if not parts or not all(
+        isinstance(a, np.ndarray) or tf.is_tensor(a) for a in parts
+    ):
+        return False
+    return len({int(a.shape[0]) for a in parts}) == 1
+
+
+def validation_dataset(data, batch_size: int) -> tf.data.Dataset:
+    """In-memory ``validation_data`` as batches in order, gathered in host memory.
+
+    Args:
+        data: an array or a tuple ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``
+            of arrays with the same first dimension.
+        batch_size: samples per batch (the last one may be smaller).
+
+    Returns:
+        A ``tf.data.Dataset`` of tuples, as Keras unpacks them.
+    """
+    data = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    arrays = _pipeline.host_arrays(data)
+    indices = tf.data.Dataset.range(len(arrays[0])).batch(int(batch_size))
+    return _pipeline.gather_rows(indices, arrays).prefetch(tf.data.AUTOTUNE)
 
 
 # ------------------------------------------------------------ checkpoints

@@ -228,9 +228,16 @@ def test_fit_arrays_validation_split_and_keras_fallback():
     kwargs = {"validation_split": 0.2, "shuffle": False}
     ds, y, batch_size = persistence.arrays_as_dataset(x, None, 4, 0, counter, kwargs)
     assert y is None and batch_size is None and "shuffle" not in kwargs
-    assert kwargs["validation_batch_size"] == 4  # Keras: the training batch size
-    np.testing.assert_array_equal(kwargs["validation_data"][0], x[8:])  # the tail
+    assert "validation_batch_size" not in kwargs  # batched in the dataset
+    val = list(kwargs["validation_data"].as_numpy_iterator())
+    assert [len(b[0]) for b in val] == [2]  # (x,) tuples of the training batch size
+    np.testing.assert_array_equal(val[0][0], x[8:])  # the tail
     np.testing.assert_array_equal(np.concatenate(list(ds.as_numpy_iterator())), x[:8])
+    kwargs = {"validation_data": (x, x[:, 0]), "validation_batch_size": 3}
+    persistence.arrays_as_dataset(x, None, 4, 0, counter, kwargs)
+    val = list(kwargs["validation_data"].as_numpy_iterator())
+    assert [len(b[1]) for b in val] == [3, 3, 3, 1]  # in order, (x, y) kept
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in val]), x[:, 0])
     with pytest.raises(ValueError, match="validation_split"):
         persistence.arrays_as_dataset(x, None, 4, 0, counter, {"validation_split": 1})
     weights = {"sample_weight": np.ones(10)}
