@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deel_ebm import certificates, datasets, nets, plotting
+from deel_ebm import certificates, datasets, export, nets, plotting
 from deel_ebm._backend import keras
 from deel_ebm.buffers import ReplayBuffer
 from deel_ebm.losses import ContrastiveDivergenceLoss, HingeKRLoss
@@ -373,12 +373,10 @@ def load_run(run_dir):
     metrics = {}
     if (run / "metrics.json").is_file():
         metrics = json.loads((run / "metrics.json").read_text())
-    try:
-        model = keras.models.load_model(run / MODEL_FILE, safe_mode=True)
-    except Exception as err:  # Keras raises many types on a bad archive
+    try:  # checked archive, all-or-nothing, an EnergyModel or an error
+        model = export.load_model(run / MODEL_FILE)
+    except export.ModelLoadError as err:
         raise ValueError(f"cannot load {run / MODEL_FILE}: {err}") from err
-    if not isinstance(model, EnergyModel):
-        raise ValueError(f"{run / MODEL_FILE} is not a deel-ebm EnergyModel")
     return model, config, metrics
 
 

@@ -234,3 +234,26 @@ def test_run_config_rejects_bad_ema_momentum():
     for bad in (0.0, 1.0, -0.5, "0.9"):
         with pytest.raises(ValueError, match="ema_momentum"):
             RunConfig(ema_momentum=bad).validate()
+
+
+def test_damaged_model_in_a_run_folder_is_refused(run_dir, tmp_path, capsys):
+    damaged = tmp_path / "run"
+    damaged.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (damaged / name).write_bytes((run_dir / name).read_bytes())
+    model = (run_dir / "model.keras").read_bytes()
+    (damaged / "model.keras").write_bytes(model[: len(model) // 2])  # truncated
+    code, err = _error(
+        [
+            "sample",
+            "--model",
+            str(damaged),
+            "-n",
+            "5",
+            "--out",
+            str(tmp_path / "x.npy"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "cannot load" in err and "model.keras" in err
+    assert not (tmp_path / "x.npy").exists()
