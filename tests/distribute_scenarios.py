@@ -11,7 +11,11 @@ the tests assert on that file. Scenarios:
 - ``compare``: one device against two replicas with the same global batch, on
   ``8gaussians``: energy gap and exact KL.
 - ``worker``: one worker of a ``MultiWorkerMirroredStrategy`` (``TF_CONFIG`` set
-  by the test); saves its final weights and buffer.
+  by the test): trains with ``BackupAndRestore``, saves its final weights and
+  buffer, saves the model the multi-worker way, resumes a new model from the
+  backup.
+- ``load_worker_save``: a fresh process without a strategy loads the chief's
+  ``.keras`` file and compares it with what the workers held.
 """
 
 import json
@@ -48,6 +52,11 @@ def _model(capacity=CAPACITY, **kwargs):
 def _mixture(n, seed=0):
     x, _ = datasets.load_2d("8gaussians", n_train=n, n_test=1, seed=seed)
     return x
+
+
+def _probe():
+    """Points where saved and loaded models' energies are compared."""
+    return np.random.default_rng(1).uniform(-3, 3, (500, 2)).astype("float32")
 
 
 def _copies(variable):
@@ -137,7 +146,7 @@ def mirrored(out_dir):
     )
 
     # 3. save inside and outside the scope; load under a strategy and without
-    probe = np.random.default_rng(1).uniform(-3, 3, (500, 2)).astype("float32")
+    probe = _probe()
     inside, outside = (os.path.join(out_dir, n) for n in ("in.keras", "out.keras"))
     with strategy.scope():
         model.save(inside)
@@ -295,29 +304,143 @@ def _compare(strategy, seeds):
 
 
 # ------------------------------------------------------------------ worker
+class _Interrupt(tf.keras.callbacks.Callback):
+    """Stops ``fit`` at the start of ``epoch`` (after the previous one's backup)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise _Interrupted(f"interrupted at epoch {epoch}")
+
+
+class _Interrupted(RuntimeError):
+    pass
+
+
+def _chief_path(out_dir):
+    return os.path.join(out_dir, "model.keras")
+
+
+def _state(model):
+    """Weights (with deel-lip's cached kernels and power vectors), buffer."""
+    arrays = {f"weight{i}": w.numpy() for i, w in enumerate(model.weights)}
+    arrays["buffer"] = model.buffer.storage.numpy()
+    return arrays
+
+
 def worker(out_dir):
+    """One of two workers: train with backups, save, resume from the backup.
+
+    1. Train 2 epochs with ``BackupAndRestore``; every worker stops at the start
+       of epoch 1 (the backup of epoch 0 is written), then the same model goes
+       on in memory: its end state is the reference.
+    2. Save as TensorFlow's multi-worker tutorial does: every worker calls
+       ``save`` (reading the metrics' ``ON_READ`` variables is a collective op);
+       the chief writes the real path, the others a temporary path they delete.
+    3. A new model, initialised differently, resumes from the backup and must
+       end where the reference ended.
+    """
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    index = strategy.cluster_resolver.task_id
+    chief = strategy.extended.should_checkpoint  # the chief, or worker 0 if none
+    x = _mixture(512)
+    fit = dict(batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+    backup_dir = os.path.join(out_dir, "backup")
+
+    # 1. interrupted after epoch 0's backup; the model goes on in memory
     tf.keras.utils.set_random_seed(0)
     with strategy.scope():
         model = _model()
-    x = _mixture(512)
-    hist = model.fit(x, batch_size=BATCH, epochs=2, verbose=0)
-    arrays = {f"weight{i}": w.numpy() for i, w in enumerate(model.weights)}
-    arrays["buffer"] = model.buffer.storage.numpy()
-    np.savez(os.path.join(out_dir, f"worker{index}.npz"), **arrays)
+    backup = tf.keras.callbacks.BackupAndRestore(backup_dir)
+    try:
+        model.fit(x, callbacks=[backup, _Interrupt(epoch=1)], **fit)
+        raise AssertionError("the interruption did not happen")
+    except _Interrupted:
+        pass
+    interrupted_at = int(model.optimizer.iterations.numpy())
+    # Keras leaves the interrupted fit's training state on the model; the next
+    # fit would read its epoch counter (1) as the last backed-up epoch and skip
+    # epoch 1. A restarted process has no such leftover.
+    model._training_state = None
+    hist = model.fit(x, initial_epoch=1, **fit)
+    reference = _state(model)
+    np.savez(os.path.join(out_dir, f"worker{index}.npz"), **reference)
+
+    # 2. every worker saves; only the chief's file stays
+    path = _chief_path(out_dir)
+    if not chief:
+        path = os.path.join(out_dir, f"workertemp_{index}", "model.keras")
+        tf.io.gfile.makedirs(os.path.dirname(path))
+    model.save(path)
+    if not chief:
+        tf.io.gfile.rmtree(os.path.dirname(path))
+    energy = model.energy(_probe()).numpy()
+
+    # 3. a new model resumes from the backup of epoch 0
+    tf.keras.utils.set_random_seed(1)  # other initial weights and power vectors
+    with strategy.scope():
+        resumed = _model()
+    backup = tf.keras.callbacks.BackupAndRestore(backup_dir)
+    resumed_hist = resumed.fit(x, callbacks=[backup], **fit)
+    resumed_state = _state(resumed)
+    mismatched = [
+        k for k in reference if not np.array_equal(reference[k], resumed_state[k])
+    ]
+    pairs = list(zip(model.optimizer.variables, resumed.optimizer.variables))
+    optimizer_equal = len(pairs) == len(model.optimizer.variables) and all(
+        np.array_equal(a.numpy(), b.numpy()) for a, b in pairs
+    )
     return {
         "replicas": strategy.num_replicas_in_sync,
+        "chief": chief,
         "history": hist.history,
         "iterations": int(model.optimizer.iterations.numpy()),
+        "interrupted_at": interrupted_at,
+        "energy": energy.tolist(),
+        "resume": {
+            "epochs_run": len(resumed_hist.history["loss"]),
+            "iterations": int(resumed.optimizer.iterations.numpy()),
+            "mismatched": mismatched,
+            "optimizer_equal": optimizer_equal,
+            "backup_left": tf.io.gfile.exists(backup_dir)
+            and bool(tf.io.gfile.listdir(backup_dir)),
+        },
+    }
+
+
+def load_worker_save(out_dir):
+    """A fresh process, no strategy: load the chief's file and compare."""
+    model = tf.keras.models.load_model(_chief_path(out_dir))
+    held = np.load(os.path.join(out_dir, "worker0.npz"))
+    loaded = _state(model)  # before energy(), which refreshes the cached kernels
+    with open(os.path.join(out_dir, "worker0.json")) as f:
+        energy = np.asarray(json.load(f)["energy"], np.float32)
+    return {
+        "mirrored": hasattr(model.buffer.storage, "values"),
+        "keys_equal": sorted(loaded) == sorted(held.files),
+        "mismatched": [
+            k for k in held.files if not np.array_equal(held[k], loaded.get(k))
+        ],
+        "iterations": int(model.optimizer.iterations.numpy()),
+        "energy_max_diff": float(np.abs(model.energy(_probe()).numpy() - energy).max()),
+        "temp_dirs": sorted(
+            d for d in os.listdir(out_dir) if d.startswith("workertemp")
+        ),
     }
 
 
 if __name__ == "__main__":
     scenario, out_dir = sys.argv[1], sys.argv[2]
-    result = {"mirrored": mirrored, "compare": compare, "worker": worker}[scenario](
-        out_dir
-    )
+    scenarios = {
+        "mirrored": mirrored,
+        "compare": compare,
+        "worker": worker,
+        "load_worker_save": load_worker_save,
+    }
+    result = scenarios[scenario](out_dir)
     name = scenario
     if scenario == "worker":
         name += str(json.loads(os.environ["TF_CONFIG"])["task"]["index"])

@@ -168,9 +168,17 @@ def test_two_replicas_take_the_step_of_one_device_on_the_global_batch(mirrored):
 @pytest.mark.slow
 def test_two_replicas_match_one_device_statistically(mirrored):
     # 8gaussians, 128 steps of global batch 256, seed 0. Over seeds 0-2 the
-    # exact KL was 0.74 / 0.61 / 0.50 on one device and 0.57 / 0.71 / 1.03 on
-    # two replicas, the gap 1.14-1.29 and 1.09-1.18: seed to seed, one run
-    # moves KL by up to 0.5 nats. The tolerance says "same regime", no more.
+    # exact KL was 0.74 / 0.61 / 0.50 on one device and 0.56 / 0.69 / 0.69 on
+    # two replicas, the gap 1.14 / 1.19 / 1.29 and 1.17 / 1.15 / 1.17. Other
+    # batches (Keras' array pipeline, which fit used under a strategy before
+    # the host-memory one) gave two replicas KL 0.57 / 0.71 / 1.03: a paired
+    # difference of 0.53 nats. So the tolerances cannot be much tighter: they
+    # say "same regime", no more. Power, measured on seed 0: an untrained
+    # model (KL 9.7, gap -2.6) fails every clause;
+    # faults of the distributed step stay within the spread at this budget
+    # (end points not written back: KL 0.64, gap 1.38; both replicas on one
+    # seed: 0.67, 1.14; every chain from the prior: 0.87, 1.16). The exact
+    # tests above catch the first two (shards and pairing; the replicas' slots).
     runs = mirrored["compare"]["runs"]
     one, two = runs["1x_seed0"], runs["2x_seed0"]
     assert abs(two["kl"] - one["kl"]) < 0.6, (one, two)
@@ -189,15 +197,17 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
-def test_multi_worker_training_ends_with_identical_weights(tmp_path):
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory):
+    """Two loopback workers train, save and resume (``worker`` scenario)."""
+    out_dir = tmp_path_factory.mktemp("workers")
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
     workers = []
     for index in range(2):
         config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         workers.append(
             subprocess.Popen(
-                [sys.executable, str(SCRIPT), "worker", str(tmp_path)],
+                [sys.executable, str(SCRIPT), "worker", str(out_dir)],
                 env={**ENV, "TF_CONFIG": json.dumps(config)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -212,11 +222,50 @@ def test_multi_worker_training_ends_with_identical_weights(tmp_path):
                 w.kill()
     for w, err in zip(workers, errors):
         assert w.returncode == 0, err[-4000:]
-    reports = [json.loads((tmp_path / f"worker{i}.json").read_text()) for i in (0, 1)]
+    reports = [json.loads((out_dir / f"worker{i}.json").read_text()) for i in (0, 1)]
+    return out_dir, reports
+
+
+@pytest.mark.slow
+def test_multi_worker_training_ends_with_identical_weights(workers):
+    out_dir, reports = workers
     assert [r["replicas"] for r in reports] == [2, 2]
+    assert [r["chief"] for r in reports] == [True, False]
     assert reports[0]["iterations"] == reports[1]["iterations"] == 8
     assert np.isfinite(reports[0]["history"]["loss"]).all()
-    states = [np.load(tmp_path / f"worker{i}.npz") for i in (0, 1)]
+    states = [np.load(out_dir / f"worker{i}.npz") for i in (0, 1)]
     assert sorted(states[0].files) == sorted(states[1].files)
     for key in states[0].files:  # weights, cached kernels and the whole buffer
         np.testing.assert_array_equal(states[0][key], states[1][key], err_msg=key)
+    np.testing.assert_array_equal(reports[0]["energy"], reports[1]["energy"])
+
+
+@pytest.mark.slow
+def test_multi_worker_save_loads_in_a_fresh_process_without_a_strategy(workers):
+    # every worker called save: the chief wrote model.keras, worker 1 a file in
+    # a temporary directory that it removed
+    out_dir, _ = workers
+    assert (out_dir / "model.keras").is_file()
+    load = _scenario("load_worker_save", out_dir)
+    assert load["temp_dirs"] == []
+    assert not load["mirrored"]
+    assert load["keys_equal"]
+    assert load["mismatched"] == []  # weights, cached kernels, buffer: bit for bit
+    assert load["iterations"] == 8
+    assert load["energy_max_diff"] < 1e-5
+
+
+@pytest.mark.slow
+def test_multi_worker_backup_and_restore_resumes_exactly(workers):
+    # interrupted after the backup of epoch 0, a new model (other initial
+    # weights) resumes from it and ends where the interrupted model, which went
+    # on in memory, ended: weights, cached kernels, buffer, optimizer
+    _, reports = workers
+    for report in reports:
+        assert report["interrupted_at"] == 4
+        resume = report["resume"]
+        assert resume["epochs_run"] == 1  # epoch 1 only: epoch 0 was restored
+        assert resume["iterations"] == 8
+        assert resume["mismatched"] == []
+        assert resume["optimizer_equal"]
+        assert not resume["backup_left"]  # Keras removes it after a finished fit
