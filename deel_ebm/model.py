@@ -521,6 +521,12 @@ class EnergyModel(keras.Model):
             # twice, and the optimizer step runs inside a tf.cond
             self.optimizer.build(self.trainable_variables)
         callbacks = list(kwargs.pop("callbacks", None) or [])
+        if not any(
+            isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks
+        ):
+            # an interrupted fit with BackupAndRestore leaves Keras' training
+            # state on the model; a later fit would resume from it, skipping epochs
+            self._training_state = None
         persistence.check_backups(self, callbacks)
         if not any(getattr(cb, "handles_non_finite", False) for cb in callbacks):
             callbacks.append(_StopOnNonFinite())

@@ -170,6 +170,20 @@ def test_backup_and_restore_resume_is_bit_exact(tmp_path, resume_data, uninterru
     _assert_same_state(_state(resumed), uninterrupted)
 
 
+def test_fit_after_an_interrupted_backup_run_starts_where_it_is_told(
+    tmp_path, resume_data
+):
+    model = _resume_model(1)
+    backup = tf.keras.callbacks.BackupAndRestore(tmp_path / "backup")
+    with pytest.raises(_Crash):
+        model.fit(resume_data, batch_size=_BATCH, epochs=_EPOCHS, verbose=0,
+                  callbacks=[backup, _Interrupt(epoch=2)])  # fmt: skip
+    # Keras leaves the interrupted call's state on the model: a plain fit must
+    # not resume from it (it would skip epochs 0 and 1)
+    hist = model.fit(resume_data, batch_size=_BATCH, epochs=2, verbose=0)
+    assert hist.epoch == [0, 1]
+
+
 @pytest.mark.slow
 def test_mid_epoch_backup_and_restore_resume_is_bit_exact(
     tmp_path, resume_data, uninterrupted
