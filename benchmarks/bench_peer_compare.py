@@ -257,7 +257,8 @@ class KLEvery(keras.callbacks.Callback):
         train_s = time.perf_counter() - self.t0 - self.paused
         if train_s < self.next and train_s < self.budget:
             return
-        self.next += self.every
+        while self.next <= train_s:  # after a slow step, no catch-up evaluations
+            self.next += self.every
         t = time.perf_counter()
         kl = self.evaluate(train_s)
         self.paused += time.perf_counter() - t
@@ -297,7 +298,7 @@ def deel_time_to_kl(workdir, args):
 def time_to_kl(args):
     with tempfile.TemporaryDirectory(prefix="peer_kl_") as tmp:
         workdir = Path(tmp)
-        kl_companion.prepare(workdir, args.kl_dataset, seed=0)
+        kl_companion.prepare(workdir, args.kl_dataset, seed=args.kl_seed)
         res = {"deel_ebm": deel_time_to_kl(workdir, args)}
         if args.peer_python:
             out = Path(tmp) / "peer.json"
@@ -369,6 +370,12 @@ def main(argv=None):
     )
     p.add_argument("--time-to-kl", action="store_true")
     p.add_argument("--kl-dataset", default="8gaussians")
+    p.add_argument(
+        "--kl-seed",
+        type=int,
+        default=0,
+        help="seed of the recipe and of the data, for both sides",
+    )
     p.add_argument("--kl-minutes", type=float, default=10.0, help="training budget")
     p.add_argument(
         "--peer-kl-minutes",

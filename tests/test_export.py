@@ -236,6 +236,14 @@ def test_resumable_dataset_order_is_a_function_of_seed_and_position():
     assert epoch_batches(0, shuffle=False) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
 
 
+def test_resumable_dataset_does_not_autotune():
+    # tf.data's autotuning thread held up the end of each epoch (its iterator's
+    # destruction) for up to tens of seconds in fit
+    counter = tf.Variable(0, dtype=tf.int64)
+    ds = persistence.resumable_dataset(tf.zeros((10, 2)), 4, True, 0, counter)
+    assert ds.options().autotune.enabled is False
+
+
 def test_fit_arrays_validation_split_and_keras_fallback():
     x = np.arange(20, dtype="float32").reshape(10, 2)
     counter = tf.Variable(0, dtype=tf.int64)
