@@ -7,7 +7,9 @@ the same run, interleaved, and the median of several repeats is reported.
     python benchmarks/bench_train_step.py --batch 512 --net conv     # digits energy
 
 It also reports the chain's achieved GFLOP/s over the rate of a large XLA matrix
-product measured in the same run, and where a Lipschitz train step goes.
+product measured in the same run, the share of a chain step that is the sampler's
+own work (noise, update, clipping: the same chain on a quadratic energy), and
+where a Lipschitz train step goes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,25 @@ def build(kind, args):
 
 def time_chain(model, args):
     chain = model._chain(model.sampler)
+    x0 = model.buffer.prior_sample(args.batch, [0, 1])
+    chain(x0, tf.constant([0, 0], tf.int64))[0].numpy()  # compile
+    t = time.perf_counter()
+    for i in range(args.inner):
+        chain(x0, tf.constant([0, i], tf.int64))[0].numpy()
+    return (time.perf_counter() - t) / (args.inner * args.steps)
+
+
+def time_sampler_work(model, args):
+    """One step of the same sampler on a quadratic energy (gradient ``x``).
+
+    What a chain step costs besides the network: the Gaussian noise, the
+    update, the domain clipping and the gradient-norm statistics.
+    """
+
+    def quadratic(x):
+        return 0.5 * tf.reduce_sum(tf.square(x), axis=list(range(1, x.shape.rank)))
+
+    chain = model.sampler.compiled_run(quadratic)
     x0 = model.buffer.prior_sample(args.batch, [0, 1])
     chain(x0, tf.constant([0, 0], tf.int64))[0].numpy()  # compile
     t = time.perf_counter()
@@ -168,13 +189,14 @@ def main(argv=None):
     chain = {k: [] for k in kinds}
     step = {k: [] for k in kinds}
     loss_pass = {"recompute": [], "cached": []}
-    matmul = []
+    matmul, sampler_work = [], []
     for _ in range(args.repeats):  # interleave to share the machine's noise
         matmul.append(matmul_gflops())
         for k, m in models.items():
             chain[k].append(time_chain(m, args))
             step[k].append(time_train_step(m, args, data))
         lip = models["lipschitz"]
+        sampler_work.append(time_sampler_work(lip, args))
         loss_pass["recompute"].append(time_loss_pass(lip, args, data, True))
         loss_pass["cached"].append(time_loss_pass(lip, args, data, False))
     med = statistics.median
@@ -191,6 +213,12 @@ def main(argv=None):
     res["matmul_gflops"] = med(matmul)
     res["chain_efficiency"] = res["chain_gflops"] / res["matmul_gflops"]
     res["chain_samples_per_s"] = args.batch / chain_s
+    # the sampler's own work (noise, update, clipping) and the network's rate
+    work_s = med(sampler_work)
+    res["sampler_work_ms"] = 1e3 * work_s
+    res["sampler_work_share"] = work_s / chain_s
+    res["network_gflops"] = flops / (chain_s - work_s) / 1e9
+    res["network_efficiency"] = res["network_gflops"] / res["matmul_gflops"]
     # where a Lipschitz train step goes
     total = res["train_step_ms"]["lipschitz"]
     chains_ms = args.steps * res["chain_step_ms"]["lipschitz"]
