@@ -9,6 +9,7 @@ model that owns it.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from deel_ebm._backend import keras, tf
@@ -19,6 +20,9 @@ PRIORS = ("uniform", "gaussian")
 DEFAULT_CAPACITY = 10_000
 DEFAULT_REINIT_PROB = 0.05
 DEFAULT_DOMAIN = (-1.0, 1.0)
+# the initial fill is mapped from standard draws to the prior this many floats
+# (1 MB) at a time, in place: the buffer never holds more than its array and a slice
+_FILL_SLICE_ELEMENTS = 1 << 18
 
 
 def _check_domain(domain) -> tuple[float, float]:
@@ -110,22 +114,72 @@ class ReplayBuffer(keras.layers.Layer):
             raise ValueError(
                 f"the buffer needs a fully known sample shape, got {input_shape}"
             )
-        init = self._prior_sample((self.capacity, *shape), [self.seed, 0])
+        full, drawn = (self.capacity, *shape), []
+
+        def standard_draws(*args, **kwargs):  # the variable adopts them, no copy
+            drawn.append(True)
+            return self._standard_sample(full, [self.seed, 0])
+
         self.storage = self.add_weight(
             name="storage",
-            shape=(self.capacity, *shape),
+            shape=full,
             dtype=tf.float32,
-            initializer=lambda *a, **k: init,
+            initializer=standard_draws,
             trainable=False,
         )
+        if drawn:  # not when Keras filled it from a pending checkpoint restore
+            self._standard_to_prior_in_place()
         super().build(input_shape)
 
-    def _prior_sample(self, shape, seed) -> tf.Tensor:
+    def _standard_to_prior_in_place(self):
+        """Map the storage's standard draws to the prior, a slice at a time.
+
+        The result is bit for bit ``_prior_sample((capacity, ...), [seed, 0])``,
+        which, computed whole, holds three arrays of the storage's size at once
+        (draws, scaled draws, shifted draws). Sparse reads and writes update the
+        variable in place; a dense slice would alias it and make the next write
+        copy the whole storage. Under a ``tf.distribute`` strategy each replica's
+        copy of the storage is mapped alike.
+        """
+        rows = max(1, _FILL_SLICE_ELEMENTS // math.prod(self.sample_shape))
+        strategy = tf.distribute.get_strategy()
+        for storage in strategy.experimental_local_results(self.storage):
+            with tf.device(storage.device):
+                for start in range(0, self.capacity, rows):
+                    slots = tf.range(start, min(start + rows, self.capacity))
+                    values = self._from_standard(storage.sparse_read(slots))
+                    storage.scatter_update(tf.IndexedSlices(values, slots))
+
+    def _standard_sample(self, shape, seed) -> tf.Tensor:
+        """U[0, 1) or N(0, 1) draws: the raw op of ``tf.random.stateless_*``."""
+        key, counter = tf.raw_ops.StatelessRandomGetKeyCounter(seed=seed)
+        op = (
+            tf.raw_ops.StatelessRandomUniformV2
+            if self.prior == "uniform"
+            else tf.raw_ops.StatelessRandomNormalV2
+        )
+        return op(
+            shape=shape,
+            key=key,
+            counter=counter,
+            alg=tf.random.Algorithm.AUTO_SELECT.value,
+            dtype=tf.float32,
+        )
+
+    def _from_standard(self, draws) -> tf.Tensor:
+        """The prior from standard draws, with the float32 operations of
+        ``tf.random.stateless_uniform(shape, seed, low, high)`` and of
+        ``center + std * tf.random.stateless_normal(shape, seed)`` (whose
+        ``draws * 1 + 0`` is kept), so the values are theirs bit for bit."""
         low, high = self.domain
         if self.prior == "uniform":
-            return tf.random.stateless_uniform(shape, seed, minval=low, maxval=high)
+            low_t, high_t = tf.constant(low, tf.float32), tf.constant(high, tf.float32)
+            return draws * (high_t - low_t) + low_t
         std = self.prior_std if self.prior_std is not None else (high - low) / 4.0
-        return (low + high) / 2.0 + std * tf.random.stateless_normal(shape, seed)
+        return (low + high) / 2.0 + std * (draws * 1.0 + 0.0)
+
+    def _prior_sample(self, shape, seed) -> tf.Tensor:
+        return self._from_standard(self._standard_sample(shape, seed))
 
     def prior_sample(self, n: int, seed) -> tf.Tensor:
         """``n`` independent draws of the prior, shape ``(n, *sample_shape)``."""
