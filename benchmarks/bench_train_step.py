@@ -58,14 +58,18 @@ def build(kind, args):
     return model
 
 
-def time_chain(model, args):
-    chain = model._chain(model.sampler)
+def _time_per_step(chain, model, args):
+    """Seconds per Langevin step of ``chain(x0, seed)`` from prior draws."""
     x0 = model.buffer.prior_sample(args.batch, [0, 1])
     chain(x0, tf.constant([0, 0], tf.int64))[0].numpy()  # compile
     t = time.perf_counter()
     for i in range(args.inner):
         chain(x0, tf.constant([0, i], tf.int64))[0].numpy()
     return (time.perf_counter() - t) / (args.inner * args.steps)
+
+
+def time_chain(model, args):
+    return _time_per_step(model._chain(model.sampler), model, args)
 
 
 def time_sampler_work(model, args):
@@ -78,13 +82,7 @@ def time_sampler_work(model, args):
     def quadratic(x):
         return 0.5 * tf.reduce_sum(tf.square(x), axis=list(range(1, x.shape.rank)))
 
-    chain = model.sampler.compiled_run(quadratic)
-    x0 = model.buffer.prior_sample(args.batch, [0, 1])
-    chain(x0, tf.constant([0, 0], tf.int64))[0].numpy()  # compile
-    t = time.perf_counter()
-    for i in range(args.inner):
-        chain(x0, tf.constant([0, i], tf.int64))[0].numpy()
-    return (time.perf_counter() - t) / (args.inner * args.steps)
+    return _time_per_step(model.sampler.compiled_run(quadratic), model, args)
 
 
 def time_train_step(model, args, data):

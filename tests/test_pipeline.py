@@ -1,8 +1,8 @@
 """In-memory arrays are fed to ``fit`` without being copied or put in the graph."""
 
-import subprocess
+import importlib.util
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,39 +57,13 @@ def test_large_as_dataset_stays_out_of_the_graph(big, monkeypatch):
     np.testing.assert_array_equal(bx.numpy(), big[by.numpy()])  # pairs kept
 
 
-_FIT_PEAK = """
-import os, warnings
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import numpy as np
-import deel_ebm
-from deel_ebm._backend import keras
-
-def status(key):
-    for line in open("/proc/self/status"):
-        if line.startswith(key):
-            return int(line.split()[1]) * 1024
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    model = deel_ebm.EnergyModel(
-        deel_ebm.nets.lipschitz_mlp((64,), units=(32, 32)), k_coef_lip=5.0,
-        sampler=deel_ebm.LangevinSampler(num_steps=5, step_size=1e-2),
-        buffer=deel_ebm.ReplayBuffer(capacity=1000, domain=(-3.0, 3.0)))
-model.compile(optimizer=keras.optimizers.Adam(1e-3))
-
-class StopAfter3(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        self.model.stop_training = batch >= 2
-
-small = np.zeros((256, 64), np.float32)  # compile the train and test steps first
-model.fit(small, batch_size=128, verbose=0, validation_split=0.5)
-x = np.random.default_rng(0).uniform(-1, 1, ({n}, 64)).astype(np.float32)
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # reset the peak (VmHWM) to the current resident size
-model.fit(x, batch_size=128, verbose=0, validation_split=0.02, callbacks=[StopAfter3()])
-print(x.nbytes, status("VmHWM") - before)
-"""
+def _bench_input_memory():
+    """``benchmarks/bench_input_memory.py``, source of the guide's figures."""
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_input_memory.py"
+    spec = importlib.util.spec_from_file_location("bench_input_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -101,11 +75,6 @@ def test_fit_on_a_large_array_does_not_copy_it():
     on a 488 MiB array: +976 MiB against +54 MiB). The bound, a quarter of the
     array, leaves room for allocator noise.
     """
-    script = textwrap.dedent(_FIT_PEAK).replace("{n}", str(1 << 21))
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    nbytes, extra = map(int, out.stdout.split()[-2:])
-    assert nbytes == 512 << 20
-    assert extra < nbytes / 4, f"fit's peak rose by {extra / 2**20:.0f} MiB"
+    row = _bench_input_memory().measure(1 << 21, "deel_ebm")
+    assert row["array_mib"] == 512
+    assert row["fit_peak_above_mib"] < 512 / 4, row
