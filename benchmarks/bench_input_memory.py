@@ -23,7 +23,7 @@ import os, sys, warnings
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
 import deel_ebm
-from deel_ebm._backend import keras
+keras = deel_ebm.keras
 
 n, pipeline = int(sys.argv[1]), sys.argv[2]
 

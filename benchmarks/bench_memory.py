@@ -131,8 +131,12 @@ def worker(args):
     import numpy as np
 
     import deel_ebm  # noqa: F401  (selects the Keras 2 API first)
-    from deel_ebm import runs
-    from deel_ebm._backend import keras, tf
+
+    # isort: split
+    import tensorflow as tf
+
+    from deel_ebm import keras
+    from deel_ebm.app import runs
 
     counters = tf if args.tf_allocator_worker else None
     config = runs.RunConfig(

@@ -42,9 +42,13 @@ sys.path[:0] = [str(HERE), str(HERE / "peer")]
 import bench_train_step as bts  # noqa: E402
 import kl_companion  # noqa: E402
 
-import deel_ebm  # noqa: E402
-from deel_ebm import metrics, runs  # noqa: E402
-from deel_ebm._backend import keras, tf  # noqa: E402
+import deel_ebm  # noqa: E402  (first: it selects the Keras 2 API)
+
+# isort: split
+import tensorflow as tf  # noqa: E402
+
+from deel_ebm import keras, metrics  # noqa: E402
+from deel_ebm.app import runs  # noqa: E402
 
 CONFIGS = {  # name: (net, sample shape); bench_peer.py has the same
     "dense2d": ("dense", (2,)),

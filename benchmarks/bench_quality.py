@@ -16,7 +16,8 @@ import tempfile
 import time
 
 import deel_ebm
-from deel_ebm import baselines, datasets, metrics, runs
+from deel_ebm import baselines, datasets, metrics
+from deel_ebm.app import runs
 
 DENSITIES = ("8gaussians", "rings", "checkerboard", "2spirals")
 
@@ -87,7 +88,7 @@ def main(argv=None):
         )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump(runs._jsonable(results), f, indent=2)
+            json.dump(runs.to_jsonable(results), f, indent=2)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ import time
 
 import numpy as np
 
-import deel_ebm
-from deel_ebm._backend import tf
+import deel_ebm  # first: it selects the Keras 2 API
+
+# isort: split
+import tensorflow as tf
+
+from deel_ebm.core.samplers import compile_chain
 
 
 def build_net(kind, args):
@@ -61,15 +65,16 @@ def build(kind, args):
 def _time_per_step(chain, model, args):
     """Seconds per Langevin step of ``chain(x0, seed)`` from prior draws."""
     x0 = model.buffer.prior_sample(args.batch, [0, 1])
-    chain(x0, tf.constant([0, 0], tf.int64))[0].numpy()  # compile
+    chain(x0, tf.constant([0, 0], tf.int64)).state.x.numpy()  # compile
     t = time.perf_counter()
     for i in range(args.inner):
-        chain(x0, tf.constant([0, i], tf.int64))[0].numpy()
+        chain(x0, tf.constant([0, i], tf.int64)).state.x.numpy()
     return (time.perf_counter() - t) / (args.inner * args.steps)
 
 
 def time_chain(model, args):
-    return _time_per_step(model._chain(model.sampler), model, args)
+    model.refresh_constraints()
+    return _time_per_step(compile_chain(model.sampler, model), model, args)
 
 
 def time_sampler_work(model, args):
@@ -82,7 +87,7 @@ def time_sampler_work(model, args):
     def quadratic(x):
         return 0.5 * tf.reduce_sum(tf.square(x), axis=list(range(1, x.shape.rank)))
 
-    return _time_per_step(model.sampler.compiled_run(quadratic), model, args)
+    return _time_per_step(compile_chain(model.sampler, quadratic), model, args)
 
 
 def time_train_step(model, args, data):

@@ -2,6 +2,6 @@
 
 import sys
 
-from deel_ebm.cli import main
+from deel_ebm.app.cli import main
 
 sys.exit(main())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from deel_ebm._checks import check_samples
 from deel_ebm.datasets import isotropic_mixture_log_prob
 
 __all__ = [
@@ -37,18 +38,6 @@ DEFAULT_NU = 0.05
 DEFAULT_MAX_SVM_SAMPLES = 5000
 
 
-def _flat(x, name="x") -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim < 1 or len(arr) == 0:
-        raise ValueError(f"`{name}` must be a non-empty array, got shape {arr.shape}.")
-    arr = arr.reshape(len(arr), -1)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(
-            f"`{name}` holds {np.sum(~np.isfinite(arr))} non-finite values."
-        )
-    return arr
-
-
 class _Baseline:
     """Shared fit-state checks."""
 
@@ -57,7 +46,7 @@ class _Baseline:
     def _check_fitted(self, x):
         if self.estimator_ is None:
             raise RuntimeError(f"{type(self).__name__} must be fitted before use.")
-        x = _flat(x)
+        x = check_samples(x, flatten=True)
         if x.shape[1] != self.n_features_:
             raise ValueError(
                 f"Expected {self.n_features_} features, got {x.shape[1]} ({x.shape})."
@@ -109,7 +98,7 @@ class GaussianMixtureBaseline(_Baseline):
     def fit(self, x):
         from sklearn.mixture import GaussianMixture
 
-        x = _flat(x)
+        x = check_samples(x, flatten=True)
         cap = min(self.max_components, len(x))
         candidates = [k for k in COMPONENT_CANDIDATES if k < cap] + [cap]
         best, self.bic_, stale = None, {}, 0
@@ -189,7 +178,7 @@ class KernelDensityBaseline(_Baseline):
         from sklearn.model_selection import GridSearchCV, KFold
         from sklearn.neighbors import KernelDensity
 
-        x = _flat(x)
+        x = check_samples(x, flatten=True)
         rng = np.random.default_rng(self.seed)
         sub = x
         if len(x) > self.max_cv_samples:
@@ -246,7 +235,7 @@ class IsolationForestBaseline(_Baseline):
     def fit(self, x):
         from sklearn.ensemble import IsolationForest
 
-        x = _flat(x)
+        x = check_samples(x, flatten=True)
         self.estimator_ = IsolationForest(
             n_estimators=self.n_estimators, random_state=self.seed
         ).fit(x)
@@ -282,7 +271,7 @@ class OneClassSVMBaseline(_Baseline):
     def fit(self, x):
         from sklearn.svm import OneClassSVM
 
-        x = _flat(x)
+        x = check_samples(x, flatten=True)
         if len(x) > self.max_samples:
             rng = np.random.default_rng(self.seed)
             x = x[rng.choice(len(x), self.max_samples, replace=False)]

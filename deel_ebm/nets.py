@@ -11,16 +11,18 @@ constraint changes.
 
 from __future__ import annotations
 
+from deel.lip import layers as dl
 from deel.lip.activations import GroupSort2
 from deel.lip.initializers import SpectralInitializer
 from deel.lip.layers import (
     FrobeniusDense,
+    LipschitzLayer,
     ScaledL2NormPooling2D,
     SpectralConv2D,
     SpectralDense,
 )
 
-from deel_ebm._backend import keras
+from deel_ebm._backend import keras, tf
 
 __all__ = [
     "lipschitz_mlp",
@@ -28,11 +30,76 @@ __all__ = [
     "lipschitz_convnet",
     "unconstrained_convnet",
     "NETWORKS",
+    "LIPSCHITZ_NEUTRAL_LAYERS",
+    "flat_layers",
+    "unconstrained_layers",
+    "refresh_constrained_kernels",
+    "DEFAULT_UNITS",
+    "DEFAULT_FILTERS",
 ]
 
 DEFAULT_UNITS = (256, 256, 256)
 DEFAULT_FILTERS = (32, 64)
 _ACTIVATIONS = ("groupsort2", "relu", "swish", "elu", "tanh")
+
+_L = keras.layers
+#: Weight-free layers that are 1-Lipschitz at inference (isometries, reshapes,
+#: permutations, identities at inference, norm-preserving maps). A network made of
+#: these and deel-lip Lipschitz layers is certified; the certificates give them
+#: the constant 1.
+LIPSCHITZ_NEUTRAL_LAYERS = (
+    _L.InputLayer,
+    _L.Flatten,
+    _L.Reshape,
+    _L.Permute,
+    _L.Dropout,
+    _L.SpatialDropout1D,
+    _L.SpatialDropout2D,
+    _L.GaussianNoise,
+    _L.GaussianDropout,
+    _L.AlphaDropout,
+    _L.GlobalMaxPooling2D,
+    _L.Softmax,
+    dl.InvertibleDownSampling,
+    dl.InvertibleUpSampling,
+    dl.Householder,
+)
+
+
+def flat_layers(network) -> list:
+    """All leaf layers of a (possibly nested) Keras network, in order."""
+    if not isinstance(network, keras.Model):
+        return [network]
+    return [leaf for layer in network.layers for leaf in flat_layers(layer)]
+
+
+def unconstrained_layers(network) -> list[str]:
+    """Names of the layers that are neither deel-lip Lipschitz layers nor neutral."""
+    return [
+        layer.name
+        for layer in flat_layers(network)
+        if not isinstance(layer, (LipschitzLayer, *LIPSCHITZ_NEUTRAL_LAYERS))
+    ]
+
+
+def refresh_constrained_kernels(network) -> int:
+    """Recompute the cached constrained kernel (``wbar``) of every deel-lip layer.
+
+    Each deel-lip layer with a cached kernel is called alone, with
+    ``training=True``, on a zero input of its own input shape: power iteration and
+    Björck run and write ``wbar``, and no other layer runs in training mode (no
+    Dropout draw, no BatchNormalization statistics update).
+
+    Returns:
+        The number of layers refreshed.
+    """
+    count = 0
+    for layer in flat_layers(network):
+        if isinstance(layer, LipschitzLayer) and hasattr(layer, "wbar"):
+            shape = tf.TensorShape(layer.input_shape).as_list()
+            layer(tf.zeros([1, *shape[1:]]), training=True)
+            count += 1
+    return count
 
 
 def _check_sizes(name, sizes):

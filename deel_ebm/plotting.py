@@ -18,6 +18,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from deel_ebm._checks import check_box, check_samples
+
 __all__ = [
     "plot_landscape",
     "plot_samples",
@@ -42,27 +44,6 @@ def _new_axes(ax, figsize=(5, 5)):
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
     return ax.figure, ax
-
-
-def _domain_box(domain, name: str = "domain") -> tuple[tuple[float, float], ...]:
-    """``(lo, hi)`` for both axes or ``((x_lo, x_hi), (y_lo, y_hi))``."""
-    box = np.asarray(domain, dtype=np.float64)
-    if box.shape == (2,):
-        box = np.stack([box, box])
-    if box.shape != (2, 2) or not np.all(np.isfinite(box)):
-        raise ValueError(
-            f"{name} must be (lo, hi) or ((x_lo, x_hi), (y_lo, y_hi)), got {domain!r}"
-        )
-    if np.any(box[:, 1] <= box[:, 0]):
-        raise ValueError(f"{name} needs lo < hi on each axis, got {domain!r}")
-    return tuple((float(lo), float(hi)) for lo, hi in box)
-
-
-def _points_2d(points, name: str) -> np.ndarray:
-    array = np.asarray(points, dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != 2:
-        raise ValueError(f"{name} must have shape (n, 2), got {array.shape}")
-    return array
 
 
 def plot_landscape(
@@ -121,9 +102,9 @@ def plot_landscape(
     if isinstance(resolution, bool) or int(resolution) != resolution or resolution < 2:
         raise ValueError(f"resolution must be an int >= 2, got {resolution!r}")
     resolution = int(resolution)
-    (x_lo, x_hi), (y_lo, y_hi) = _domain_box(domain)
+    (x_lo, x_hi), (y_lo, y_hi) = check_box(domain)
     if samples is not None:
-        samples = _points_2d(samples, "samples")
+        samples = check_samples(samples, "samples", (2,), allow_empty=True)
     dx, dy = (x_hi - x_lo) / resolution, (y_hi - y_lo) / resolution
     xs = x_lo + dx * (np.arange(resolution) + 0.5)
     ys = y_lo + dy * (np.arange(resolution) + 0.5)
@@ -187,11 +168,11 @@ def plot_samples(
     Raises:
         ValueError: for samples not of shape ``(n, 2)`` or a bad domain.
     """
-    samples = _points_2d(samples, "samples")
+    samples = check_samples(samples, "samples", (2,), allow_empty=True)
     fig, ax = _new_axes(ax)
     ax.scatter(samples[:, 0], samples[:, 1], s=size, c=color, alpha=alpha, linewidths=0)
     if domain is not None:
-        (x_lo, x_hi), (y_lo, y_hi) = _domain_box(domain)
+        (x_lo, x_hi), (y_lo, y_hi) = check_box(domain)
         ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(y_lo, y_hi)
     ax.set_aspect("equal", adjustable="box")
@@ -306,7 +287,7 @@ def plot_trajectories(
     ax.scatter(chains[0, :, 0], chains[0, :, 1], marker="o", s=14, c=colors)
     ax.scatter(chains[-1, :, 0], chains[-1, :, 1], marker="x", s=18, c=colors)
     if domain is not None:
-        (x_lo, x_hi), (y_lo, y_hi) = _domain_box(domain)
+        (x_lo, x_hi), (y_lo, y_hi) = check_box(domain)
         ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(y_lo, y_hi)
     ax.set_aspect("equal", adjustable="box")

@@ -89,5 +89,5 @@ def test_baseline_errors():
     model = baselines.IsolationForestBaseline(n_estimators=10).fit(np.zeros((20, 2)))
     with pytest.raises(ValueError, match="Expected 2 features, got 3"):
         model.score(np.zeros((4, 3)))
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="must be finite"):
         baselines.GaussianMixtureBaseline().fit(np.array([[0.0, np.nan]]))

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 import deel_ebm  # noqa: F401  (Keras-2 guard before anything imports TensorFlow)
-from deel_ebm import datasets, metrics, runs
+from deel_ebm import datasets, metrics
+from deel_ebm.app import runs
 
 
 def prepare(workdir: Path, dataset: str, seed: int) -> dict:

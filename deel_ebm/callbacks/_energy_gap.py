@@ -6,7 +6,8 @@ import math
 import warnings
 
 from deel_ebm._backend import keras
-from deel_ebm.callbacks._base import ConfigMixin, check_positive, stop
+from deel_ebm._checks import check_positive
+from deel_ebm.callbacks._base import ConfigMixin, stop
 
 __all__ = [
     "EnergyGapMonitor",
@@ -73,9 +74,11 @@ class EnergyGapMonitor(ConfigMixin, keras.callbacks.Callback):
 
     Example:
         >>> monitor = EnergyGapMonitor(collapse_tol=1e-3, patience=3)
-        >>> history = model.fit(x, epochs=5, callbacks=[monitor])
-        >>> history.history["gap_status"]      # [0, 0, 0, 0, 0]
-        >>> monitor.batch_history["energy_gap"]  # one value per step
+        >>> history = model.fit(x, epochs=2, callbacks=[monitor], verbose=0)
+        >>> history.history["gap_status"]      # 0: healthy
+        [0, 0]
+        >>> len(monitor.batch_history["energy_gap"])  # one value per step
+        4
     """
 
     def __init__(

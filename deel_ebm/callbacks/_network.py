@@ -89,10 +89,8 @@ class NetworkCallback(keras.callbacks.Callback):
 
     Example:
         >>> from deel.lip.callbacks import CondenseCallback, MonitorCallback
-        >>> model.fit(x, epochs=3, callbacks=[
-        ...     NetworkCallback(CondenseCallback(on_epoch=True)),
-        ...     NetworkCallback(MonitorCallback(["spectral_dense"], "runs/tb")),
-        ... ])
+        >>> history = model.fit(x, epochs=1, verbose=0, callbacks=[
+        ...     NetworkCallback(CondenseCallback(on_epoch=True))])
     """
 
     def __init__(self, callback):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
-import numbers
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,32 +10,13 @@ import numpy as np
 
 from deel_ebm import plotting
 from deel_ebm._backend import keras, tf
-from deel_ebm.callbacks._base import (
-    ConfigMixin,
-    check_count,
-    check_path,
-    check_positive,
-)
+from deel_ebm._checks import check_count, check_domain, check_path, check_positive
+from deel_ebm.callbacks._base import ConfigMixin
 
 __all__ = ["SampleSnapshot"]
 
 DEFAULT_NUM_SAMPLES = 256
 SNAPSHOT_RESOLUTION = 100
-
-
-def _check_domain(domain):
-    if domain is None:
-        return None
-    try:
-        low, high = domain
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"domain must be a pair (low, high), got {domain!r}") from err
-    for value in (low, high):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"domain must hold two numbers, got {domain!r}")
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"domain must satisfy low < high (finite), got {domain!r}")
-    return float(low), float(high)
 
 
 @keras.utils.register_keras_serializable(package="deel_ebm")
@@ -70,10 +49,11 @@ class SampleSnapshot(ConfigMixin, keras.callbacks.Callback):
             neither 2-D points nor images.
 
     Example:
-        >>> snap = SampleSnapshot(every_n_epochs=5, folder="runs/samples",
-        ...                       log_dir="runs/tb")
-        >>> model.fit(x, epochs=20, callbacks=[snap])
-        >>> snap.paths[-1]        # PosixPath('runs/samples/samples_epoch0020.png')
+        >>> snap = SampleSnapshot(every_n_epochs=2, folder="runs/samples",
+        ...                       log_dir="runs/tb", num_steps=5)
+        >>> history = model.fit(x, epochs=2, callbacks=[snap], verbose=0)
+        >>> snap.paths[-1]
+        PosixPath('runs/samples/samples_epoch0002.png')
     """
 
     def __init__(
@@ -95,7 +75,7 @@ class SampleSnapshot(ConfigMixin, keras.callbacks.Callback):
         self.folder = None if folder is None else Path(folder)
         self.num_samples = check_positive("num_samples", num_samples, integer=True)
         self.num_steps = check_count("num_steps", num_steps, allow_none=True)
-        self.domain = _check_domain(domain)
+        self.domain = check_domain(domain, allow_none=True)
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.paths = []
         self._writer = None

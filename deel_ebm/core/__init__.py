@@ -1,0 +1,28 @@
+"""The engine: the energy model, samplers, replay buffer, losses, inputs, checkpoints.
+
+Nothing here imports a measurement, export, callback or application module.
+"""
+
+from deel_ebm.core import buffers, checkpoints, inputs, losses, samplers
+from deel_ebm.core.buffers import ReplayBuffer
+from deel_ebm.core.checkpoints import ModelLoadError, restore_checkpoint
+from deel_ebm.core.losses import ContrastiveDivergenceLoss, HingeKRLoss
+from deel_ebm.core.model import EnergyModel
+from deel_ebm.core.samplers import LangevinSampler, MALASampler, MetropolisHastings
+
+__all__ = [
+    "EnergyModel",
+    "LangevinSampler",
+    "MALASampler",
+    "MetropolisHastings",
+    "ReplayBuffer",
+    "ContrastiveDivergenceLoss",
+    "HingeKRLoss",
+    "ModelLoadError",
+    "restore_checkpoint",
+    "buffers",
+    "checkpoints",
+    "inputs",
+    "losses",
+    "samplers",
+]

@@ -1,0 +1,566 @@
+r"""EnergyModel: a Keras model whose energy is ``k · f`` with ``f`` 1-Lipschitz.
+
+The density is :math:`p(x) \propto e^{-E(x)}` with :math:`E(x) = k\,f(x)`. Training
+is persistent contrastive divergence (PCD) inside ``train_step``::
+
+    batch x+ ────────────────────────────────────────────────┐
+    buffer ─draw starts, re-init a few─> chain (K Langevin steps on the cached
+             constrained weights, compiled once) ─> x− ──────┼─> back to buffer
+                                                             v
+             loss(E(x+), E(x−)) with training=True ─> one optimizer step
+
+Consequences of the Lipschitz energy that the code relies on: ``‖∇E‖ ≤ k``
+everywhere, so a Langevin step moves at most ``η k`` by drift (no clipping), and
+``|E(x) − E(y)| ≤ k ‖x − y‖`` certifies every score.
+
+deel-lip layers cache their constrained kernel (``wbar``): ``training=True``
+recomputes and writes it, ``training=False`` reads it. The chains read it; the
+differentiated loss pass (``training=True``) recomputes it once per step. So the
+chains of step t run on the weights the model had before the update of step
+t − 1 (persistent chains always trail the model). :meth:`EnergyModel.energy`,
+:meth:`EnergyModel.sample` and the exports refresh ``wbar`` first whenever an
+update has happened since the last refresh.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+
+import numpy as np
+
+from deel_ebm import nets
+from deel_ebm._backend import keras, tf
+from deel_ebm._checks import check_samples
+from deel_ebm.core import _distribute, checkpoints, inputs
+from deel_ebm.core import losses as losses_lib
+from deel_ebm.core.buffers import ReplayBuffer
+from deel_ebm.core.samplers import Kernel, LangevinSampler, compile_chain, trace_x
+
+__all__ = ["EnergyModel"]
+
+
+@keras.utils.register_keras_serializable(package="deel_ebm")
+class EnergyModel(keras.Model):
+    r"""Energy-based model :math:`p(x) \propto \exp(-k f(x))` trained by PCD.
+
+    Args:
+        network: a Keras network ``f`` mapping ``(n, *input_shape)`` to one scalar
+            per sample (``(n,)`` or ``(n, 1)``). Build it from deel-lip layers
+            (see :mod:`deel_ebm.nets`) for a certified 1-Lipschitz ``f``; other
+            layers are allowed (ablations) and reported in
+            :attr:`unconstrained_layers`.
+        k_coef_lip: the constant ``k > 0``: energy ``E = k f`` is k-Lipschitz. It
+            caps the sharpness of the density (a mode of width σ needs k of order
+            distance / σ²) and the drift of one Langevin step (η k).
+        sampler: a :class:`~deel_ebm.samplers.LangevinSampler` (default: 60 steps
+            of size 5e-3) used for the training chains and :meth:`sample`.
+        buffer: a :class:`~deel_ebm.buffers.ReplayBuffer` (default: capacity
+            10 000, 5 % re-init, uniform prior on (-1, 1)).
+        loss: ``"cd"`` (contrastive divergence + L2 energy penalty, default),
+            ``"hkr"`` (hinge-KR) or a loss object from :mod:`deel_ebm.losses`.
+        input_shape: shape of one sample; needed only when ``network`` is not
+            built.
+        seed: seed of every random draw of training and sampling: a seeded run is
+            reproducible on CPU.
+
+    Raises:
+        ValueError: when ``network`` does not give one scalar per sample, on a
+            non-positive ``k_coef_lip`` or an unknown loss.
+
+    Example:
+        >>> x_train, _ = deel_ebm.datasets.load_2d("8gaussians", 1024, 10)
+        >>> net = deel_ebm.nets.lipschitz_mlp(input_shape=(2,), units=(64, 64))
+        >>> model = deel_ebm.EnergyModel(
+        ...     net, k_coef_lip=10.0,
+        ...     buffer=deel_ebm.ReplayBuffer(capacity=1000, domain=(-4.5, 4.5)))
+        >>> model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+        >>> history = model.fit(x_train, batch_size=256, epochs=1, verbose=0)
+        >>> x = model.sample(100)
+        >>> x.shape, model.energy(x).shape
+        (TensorShape([100, 2]), TensorShape([100]))
+    """
+
+    def __init__(
+        self,
+        network,
+        k_coef_lip: float = 1.0,
+        sampler: Kernel | None = None,
+        buffer: ReplayBuffer | None = None,
+        loss=None,
+        input_shape=None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(network, keras.layers.Layer):
+            raise TypeError(f"network must be a Keras model or layer, got {network!r}")
+        if isinstance(k_coef_lip, bool) or not isinstance(k_coef_lip, numbers.Real):
+            raise TypeError(f"k_coef_lip must be a number, got {k_coef_lip!r}")
+        if not (math.isfinite(k_coef_lip) and k_coef_lip > 0):
+            raise ValueError(
+                f"k_coef_lip must be positive and finite, got {k_coef_lip}"
+            )
+        if sampler is not None and not isinstance(sampler, Kernel):
+            raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
+        if buffer is not None and not isinstance(buffer, ReplayBuffer):
+            raise TypeError(f"buffer must be a deel_ebm ReplayBuffer, got {buffer!r}")
+        self.network = network
+        self.k_coef_lip = float(k_coef_lip)
+        self.sampler = sampler if sampler is not None else LangevinSampler()
+        self.buffer = buffer if buffer is not None else ReplayBuffer()
+        self.energy_loss = losses_lib.get(loss)
+        self.seed = int(seed)
+        self.sample_shape = self._infer_sample_shape(input_shape)
+        self._check_scalar_output()
+        self.buffer.build((None, *self.sample_shape))
+        self.unconstrained_layers = self._find_unconstrained_layers()
+        if self.unconstrained_layers:
+            warnings.warn(
+                "EnergyModel: the network has layers that are not deel-lip "
+                f"Lipschitz layers: {self.unconstrained_layers}. Its energy is not "
+                f"certified {self.k_coef_lip}-Lipschitz (fine for an ablation).",
+                stacklevel=2,
+            )
+        # runtime state, saved with the model
+        self._stale = tf.Variable(True, trainable=False, name="constraints_stale")
+        self._sample_calls = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="sample_calls"
+        )
+        self._chains = _FunctionCache()
+        self.stop_reason = None
+        names = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm")
+        self._trackers = {n: _distribute.Mean(name=n) for n in names}
+        self.refresh_constraints()
+        self.built = True  # every variable exists (BackupAndRestore checks it)
+
+    # ------------------------------------------------------------ construction
+    def _infer_sample_shape(self, input_shape):
+        if input_shape is not None:
+            shape = tuple(input_shape)
+        else:
+            try:
+                shape = tuple(self.network.input_shape[1:])
+            except (AttributeError, RuntimeError) as err:
+                raise ValueError(
+                    "the network is not built: build it (e.g. start it with "
+                    "keras.layers.Input) or pass input_shape=..."
+                ) from err
+        if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+            raise ValueError(f"the sample shape must be known and positive: {shape}")
+        return shape
+
+    def _check_scalar_output(self):
+        out = self.network(tf.zeros((2, *self.sample_shape)), training=False)
+        if tuple(out.shape) not in ((2,), (2, 1)):
+            raise ValueError(
+                "the network must return one scalar per sample, shape (n,) or (n, 1);"
+                f" it returns {tuple(out.shape[1:])} per sample"
+            )
+
+    def _find_unconstrained_layers(self):
+        return nets.unconstrained_layers(self.network)
+
+    @property
+    def is_lipschitz(self) -> bool:
+        """True when every layer is a deel-lip Lipschitz layer (energy certified)."""
+        return not self.unconstrained_layers
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ------------------------------------------------------------------ energy
+    def call(self, inputs, training=False):
+        """Energies ``(n,)`` of a batch; ``training=True`` recomputes ``wbar``."""
+        out = self.network(inputs, training=training)
+        return self.k_coef_lip * tf.reshape(out, [-1])
+
+    def _cached_energy(self, x):
+        return self(x, training=False)
+
+    def refresh_constraints(self) -> None:
+        """Recompute every deel-lip layer's cached constrained kernel (``wbar``).
+
+        Only the deel-lip layers run (in training mode, alone): other layers
+        (Dropout, BatchNormalization in an ablation) are left untouched.
+        """
+        nets.refresh_constrained_kernels(self.network)
+        self._stale.assign(False)
+
+    def _ensure_fresh(self):
+        if bool(self._stale.numpy()):
+            self.refresh_constraints()
+
+    def energy(self, x, batch_size: int | None = None) -> tf.Tensor:
+        """Energies ``E(x) = k f(x)`` of a batch, shape ``(n,)``.
+
+        ``-energy`` is the unnormalised log-density. The result is a tensor that a
+        ``tf.GradientTape`` can differentiate. Large inputs are split into
+        batches of ``batch_size`` (default: all at once).
+        """
+        self._ensure_fresh()
+        x = self._check_array(x, "x", allow_empty=True)
+        if batch_size is None or x.shape[0] <= batch_size:
+            return self(x, training=False)
+        parts = [
+            self(x[i : i + batch_size], training=False)
+            for i in range(0, x.shape[0], batch_size)
+        ]
+        return tf.concat(parts, axis=0)
+
+    # ---------------------------------------------------------------- sampling
+    def _chain(self, sampler, num_steps=None, return_trajectory=False):
+        key = (id(sampler), num_steps, return_trajectory)
+        if key not in self._chains.functions:
+            trace_fn = trace_x if return_trajectory else None
+            self._chains.functions[key] = compile_chain(
+                sampler, self._cached_energy, num_steps, trace_fn
+            )
+        return self._chains.functions[key]
+
+    def sample(
+        self,
+        n: int,
+        num_steps: int | None = None,
+        init=None,
+        return_trajectory: bool = False,
+        sampler: Kernel | None = None,
+        seed=None,
+    ):
+        """Draw ``n`` samples of the learned density by running chains.
+
+        Args:
+            n: number of samples.
+            num_steps: chain length (default: the sampler's).
+            init: ``None`` (draws of the buffer's prior), ``"buffer"`` (persistent
+                states, at most ``capacity``) or an array ``(n, *sample_shape)``.
+            return_trajectory: also return the states ``(K + 1, n, *shape)``.
+            sampler: another sampler for this call, e.g. a
+                :class:`~deel_ebm.samplers.MALASampler` for exact sampling.
+            seed: an int; by default each call uses the next seed of the model.
+
+        Returns:
+            samples ``(n, *sample_shape)``, and the trajectory if asked.
+        """
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        sampler = self.sampler if sampler is None else sampler
+        if not isinstance(sampler, Kernel):
+            raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
+        self._ensure_fresh()
+        if seed is None:  # a counter saved with the model: load, then continue
+            seed = int(self._sample_calls.assign_add(1).numpy())
+        seeds = tf.random.experimental.stateless_split(
+            tf.constant([self.seed, -int(seed) - 1], tf.int64), num=2
+        )
+        if init is None:
+            x0 = self.buffer.prior_sample(int(n), seeds[0])
+        elif isinstance(init, str) and init == "buffer":
+            x0, _ = self.buffer.draw(int(n), seeds[0])
+        else:
+            x0 = self._check_array(init, "init")
+            if x0.shape[0] != n:
+                raise ValueError(f"init has {x0.shape[0]} states, n is {n}")
+        out = self._chain(sampler, num_steps, return_trajectory)(x0, seeds[1])
+        if return_trajectory:
+            return out.state.x, tf.concat([x0[None], out.trace], axis=0)
+        return out.state.x
+
+    # ---------------------------------------------------------------- training
+    def _step_seeds(self, offset=0):
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        base = tf.stack([tf.constant(self.seed + offset, tf.int64), step])
+        return tf.unstack(tf.random.experimental.stateless_split(base, num=2))
+
+    def _positives(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.convert_to_tensor(x)
+        if not x.dtype.is_floating:
+            raise TypeError(f"training data must be floating point, got {x.dtype}")
+        x = tf.cast(x, tf.float32)
+        if tuple(x.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"data samples have shape {tuple(x.shape[1:])}, the network expects "
+                f"{self.sample_shape}"
+            )
+        return tf.debugging.assert_all_finite(
+            x, "the training data contain NaN or Inf values"
+        )
+
+    def _negatives(self, batch_size, seed):
+        # under a strategy: this replica's shard of the buffer, its own seeds
+        shard = _distribute.replica_shard()
+        if shard is None:
+            capacity, message = self.buffer.capacity, "buffer capacity"
+        else:
+            capacity = self.buffer.shard_capacity(shard[1])
+            message = f"replica's buffer shard ({shard[1]} replicas), of capacity"
+            seed = _distribute.replica_seed(seed)
+        tf.debugging.assert_less_equal(
+            batch_size,
+            capacity,
+            message=f"batch size exceeds the {message} {capacity}",
+        )
+        buffer_seed, chain_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, num=2)
+        )
+        x0, slots = self.buffer.draw(batch_size, buffer_seed, shard=shard)
+        out = self._chain(self.sampler)(x0, chain_seed)
+        return tf.stop_gradient(out.state.x), slots, out.results
+
+    def _update_trackers(self, loss, e_pos, e_neg, results):
+        mean_pos, mean_neg = tf.reduce_mean(e_pos), tf.reduce_mean(e_neg)
+        values = {
+            "loss": loss,
+            "energy_gap": mean_neg - mean_pos,
+            "e_pos": mean_pos,
+            "e_neg": mean_neg,
+            "grad_norm": results.grad_norm_mean,
+        }
+        for name, value in values.items():
+            self._trackers[name].update_state(value)
+        return {name: t.result() for name, t in self._trackers.items()}
+
+    def train_step(self, data):
+        x_pos = self._positives(data)
+        batch_size = tf.shape(x_pos)[0]
+        seed, _ = self._step_seeds()
+        x_neg, slots, results = self._negatives(batch_size, seed)
+        # the constraint's recomputation does not depend on x_neg: without this
+        # dependency TF runs it concurrently with the chain, and on a few CPU cores
+        # the two fight for the same threads
+        with tf.control_dependencies([x_neg]), tf.GradientTape() as tape:
+            energies = self(tf.concat([x_pos, x_neg], axis=0), training=True)
+            e_pos, e_neg = energies[:batch_size], energies[batch_size:]
+            loss = self.energy_loss(e_pos, e_neg)
+            if self.losses:
+                loss += tf.add_n(self.losses)
+            scaled_loss = _distribute.scale_loss(loss)  # loss itself on one device
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled_loss, variables)
+        finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+            + [tf.math.is_finite(loss), tf.reduce_all(tf.math.is_finite(x_neg))]
+        )
+        if _distribute.is_distributed():  # all replicas apply the step, or none
+            _distribute.apply_if_finite(
+                self.optimizer, grads, variables, finite, self.buffer, slots, x_neg
+            )
+        else:
+
+            def apply():
+                # a non-finite step changes nothing: weights, optimizer, buffer stay
+                self.optimizer.apply_gradients(zip(grads, variables))
+                self.buffer.write(slots, x_neg)
+                return tf.constant(True)
+
+            tf.cond(finite, apply, lambda: tf.constant(False))
+        self._stale.assign(True)
+        return self._update_trackers(loss, e_pos, e_neg, results)
+
+    def test_step(self, data):
+        x_pos = self._positives(data)
+        batch_size = tf.shape(x_pos)[0]
+        _, seed = self._step_seeds(offset=1)
+        # refresh wbar after the last update; every other layer in inference mode
+        nets.refresh_constrained_kernels(self.network)
+        e_pos = self(x_pos, training=False)
+        x_neg, _, results = self._negatives(batch_size, seed)
+        e_neg = self(x_neg, training=False)
+        loss = self.energy_loss(e_pos, e_neg)
+        return self._update_trackers(loss, e_pos, e_neg, results)
+
+    # ------------------------------------------------------------ validation
+    def _check_array(self, x, name, allow_empty=False, as_tensor=True):
+        """``x`` checked; a float32 tensor, or (``as_tensor=False``) a NumPy array.
+
+        A float32 NumPy array is not copied with ``as_tensor=False``.
+        """
+        if isinstance(x, (tf.Tensor, tf.Variable)):  # keep it: a tape may watch it
+            if not x.dtype.is_floating:
+                raise TypeError(f"{name} must be floating point, got {x.dtype}")
+            if tuple(x.shape[1:]) != self.sample_shape:
+                raise ValueError(
+                    f"{name} must have shape (n, "
+                    f"{', '.join(map(str, self.sample_shape))}), got {tuple(x.shape)}"
+                )
+            return tf.cast(x, tf.float32)
+        x = check_samples(
+            x,
+            name,
+            self.sample_shape,
+            dtype=np.float32,
+            allow_empty=allow_empty,
+            require_float=True,
+        )
+        return tf.convert_to_tensor(x) if as_tensor else x
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
+        """``keras.Model.fit`` with checked input and an exactly resumable run.
+
+        Numpy inputs (and ``validation_data``) are checked for shape, dtype and
+        finite values; ``batch_size`` must not exceed the buffer's capacity.
+        They are fed by :func:`~deel_ebm.core.inputs.arrays_as_dataset`: epoch
+        ``e`` visits the samples in an order drawn from ``(seed, e)`` (in their
+        order with ``shuffle=False``); the arrays are read where they are, never
+        copied nor put in the graph, whatever their size (``float64`` input is
+        converted to ``float32`` once). With the stateless training step, a run
+        resumed by ``keras.callbacks.BackupAndRestore`` (any ``save_freq``), or
+        restored by :func:`~deel_ebm.core.checkpoints.restore_checkpoint` and
+        continued with ``fit(initial_epoch=...)``, ends bit for bit (CPU) with
+        the weights and buffer of the uninterrupted run. Exceptions:
+        ``sample_weight``, ``class_weight`` or ``steps_per_epoch`` leave the
+        batching to Keras, whose shuffle restarts at each call and which holds a
+        copy of the arrays; a ``tf.data`` input resumes exactly only
+        if each epoch's order depends on the epoch alone and backups are per
+        epoch. Each ``BackupAndRestore`` backup is first verified and restored
+        all-or-nothing (:func:`~deel_ebm.core.checkpoints.check_backups`).
+
+        A non-finite step is not applied; training then stops with a message in
+        :attr:`stop_reason`, keeping the last good weights, optimizer and buffer.
+
+        Under a ``tf.distribute`` strategy (model built and compiled in
+        ``strategy.scope()``), ``batch_size`` is the global batch, split among
+        the replicas; each replica runs its chains on its own shard of the replay
+        buffer (user guide, "Training on several devices"). The capacity
+        must then be a multiple of the number of replicas (a replica's share of
+        a batch then fits in its shard), and the last batch must give every
+        replica a sample. Numpy inputs are then shuffled afresh by each ``fit``
+        call (:func:`~deel_ebm.core.inputs.shuffled_dataset`: no exact resume);
+        under a multi-worker strategy Keras batches them itself, from a copy
+        (for data too large to copy, pass a ``tf.data.Dataset`` that reads it
+        from files, as TensorFlow's multi-worker guide does).
+        """
+        with _distribute.scope_of(self):
+            return self._fit(x, y, batch_size, epochs, **kwargs)
+
+    def _fit(self, x, y, batch_size, epochs, **kwargs):
+        strategy = _distribute.strategy_of(self)
+        replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+        if x is None:
+            raise ValueError("fit needs training data x")
+        val = kwargs.get("validation_data")
+        if isinstance(val, np.ndarray):  # Keras wants (x,) for x-only data
+            kwargs["validation_data"] = (
+                self._check_array(val, "validation_data", as_tensor=False),
+            )
+        if isinstance(x, (np.ndarray, list, tf.Tensor)):
+            x = self._check_array(x, "x", as_tensor=False)
+            size = batch_size or 32
+            if min(size, len(x)) > self.buffer.capacity:
+                raise ValueError(
+                    f"batch_size {size} exceeds the replay buffer capacity "
+                    f"{self.buffer.capacity}"
+                )
+            n = None if kwargs.get("validation_split") else len(x)  # last batch
+            _distribute.check_batch_size(
+                min(size, len(x)), self.buffer.capacity, replicas, n=n
+            )
+            x, y, batch_size = inputs.arrays_as_dataset(
+                x, y, size, self.seed, self._train_counter, kwargs
+            )
+        elif isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) else spec
+            if tuple(spec.shape[1:]) != self.sample_shape:
+                raise ValueError(
+                    f"dataset elements have shape {tuple(spec.shape)}; expected "
+                    f"(batch, {', '.join(map(str, self.sample_shape))})"
+                )
+            if spec.shape[0] is not None and spec.shape[0] > self.buffer.capacity:
+                raise ValueError(
+                    f"dataset batch size {spec.shape[0]} exceeds the replay buffer "
+                    f"capacity {self.buffer.capacity}"
+                )
+            _distribute.check_batch_size(spec.shape[0], self.buffer.capacity, replicas)
+        if self.optimizer is not None and hasattr(self.optimizer, "build"):
+            # create the slots now: a first trace that creates variables is traced
+            # twice, and the optimizer step runs inside a tf.cond
+            self.optimizer.build(self.trainable_variables)
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        if not any(
+            isinstance(cb, keras.callbacks.BackupAndRestore) for cb in callbacks
+        ):
+            # an interrupted fit with BackupAndRestore leaves Keras' training
+            # state on the model; a later fit would resume from it, skipping epochs
+            self._training_state = None
+        checkpoints.check_backups(self, callbacks)
+        if not any(getattr(cb, "handles_non_finite", False) for cb in callbacks):
+            callbacks.append(_StopOnNonFinite())
+        self.stop_reason = None
+        return super().fit(
+            x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs
+        )
+
+    # --------------------------------------------------------- serialisation
+    def save(self, filepath, *args, **kwargs):
+        """``keras.Model.save`` to a ``.keras`` file, with the whole training state.
+
+        Weights, optimizer, buffer, sampler and counters round-trip through
+        ``tf.keras.models.load_model`` (no custom objects) or, checked,
+        :func:`deel_ebm.export.load_model`. Keras' SavedModel directory cannot
+        rebuild an EnergyModel: it is refused (serve with
+        :func:`deel_ebm.export.export_saved_model`).
+        """
+        if not os.fspath(filepath).endswith(".keras"):
+            raise ValueError(f"save an EnergyModel as a .keras file, not {filepath!r}")
+        return super().save(filepath, *args, **kwargs)
+
+    def get_config(self):
+        return {
+            "network": keras.utils.serialize_keras_object(self.network),
+            "k_coef_lip": self.k_coef_lip,
+            "sampler": keras.utils.serialize_keras_object(self.sampler),
+            "buffer": keras.utils.serialize_keras_object(self.buffer),
+            "loss": keras.utils.serialize_keras_object(self.energy_loss),
+            "input_shape": list(self.sample_shape),
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in ("network", "sampler", "buffer", "loss"):
+            config[key] = keras.utils.deserialize_keras_object(
+                config[key], custom_objects=custom_objects
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already told when first built
+            return cls(**config)
+
+
+class _FunctionCache:
+    """Compiled chains by (sampler, num_steps, trajectory); not tracked by Keras."""
+
+    def __init__(self):
+        self.functions = {}
+
+
+class _StopOnNonFinite(keras.callbacks.Callback):
+    """Stops ``fit`` at the first non-finite loss, saying what happened."""
+
+    def __init__(self):
+        super().__init__()
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or np.isfinite(loss):
+            return
+        message = (
+            f"EnergyModel: non-finite loss at epoch {self._epoch + 1}, batch "
+            f"{batch + 1}: energies or chain states reached NaN/Inf. Training "
+            "stopped; the step was not applied, so weights, optimizer state and "
+            "replay buffer are those of the last finite step. Try a smaller "
+            "step_size or learning rate, or a larger l2_weight."
+        )
+        self.model.stop_reason = message
+        self.model.stop_training = True
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
