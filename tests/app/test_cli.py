@@ -174,7 +174,7 @@ def test_shape_mismatch_in_score(run_dir, tmp_path, capsys):
         ],
         capsys,
     )
-    assert code == 2 and "model expects (2,)" in err
+    assert code == 2 and "must have samples of shape (2,), got (3,)" in err
 
 
 def test_help_explains_every_option(capsys):

@@ -25,9 +25,11 @@ import time
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# tests/, where conftest.py lives, is the parent of this script's folder
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-from conftest import small_model  # noqa: E402  (tests/ is this script's dir)
+from conftest import small_model  # noqa: E402
 
 from deel_ebm import datasets, metrics  # noqa: E402
 from deel_ebm._backend import tf  # noqa: E402
