@@ -5,7 +5,6 @@ to shrink their budget; otherwise they run as a reader runs them, in their own
 kernel, so nothing imported by the test suite can hide a missing import.
 """
 
-import os
 from pathlib import Path
 
 import pytest
@@ -43,4 +42,3 @@ def test_notebook_runs_in_a_fresh_kernel(path, tmp_path, monkeypatch):
 
 def test_there_is_a_notebook():
     assert NOTEBOOKS
-    assert os.environ.get("DEEL_EBM_NOTEBOOK_EPOCHS") is None  # set per test only

@@ -78,7 +78,10 @@ def recipe_options(config_cls=None):
         shown = "none" if default is None else default
         if isinstance(shown, tuple):
             shown = " ".join(map(str, shown))
-        kwargs["help"] = f"{help_text} (default: {shown})"
+        if kwargs.get("action") in ("store_true", "store_false"):
+            kwargs["help"] = f"{help_text} (off by default)"  # a flag: no value
+        else:
+            kwargs["help"] = f"{help_text} (default: {shown})"
         options.append((field.name, flag, kwargs))
     return options
 

@@ -157,7 +157,6 @@ class MALASampler(MetropolisHastings):
                 f"got {kwargs['noise_scale']}"
             )
         kwargs.pop("noise_scale", None)
-        kwargs.pop("inner_kernel", None)
         proposal = LangevinSampler(
             num_steps=num_steps,
             step_size=step_size,
