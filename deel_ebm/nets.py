@@ -11,8 +11,9 @@ constraint changes.
 
 from __future__ import annotations
 
+import numpy as np
 from deel.lip import layers as dl
-from deel.lip.activations import GroupSort2
+from deel.lip.activations import FullSort, GroupSort, GroupSort2
 from deel.lip.initializers import SpectralInitializer
 from deel.lip.layers import (
     FrobeniusDense,
@@ -35,10 +36,22 @@ __all__ = [
     "unconstrained_layers",
     "refresh_constrained_kernels",
     "DEFAULT_UNITS",
+    "DEFAULT_ACTIVATION",
+    "LOW_DIM_UNITS",
+    "LOW_DIM_ACTIVATION",
+    "default_mlp_shape",
+    "LIPSCHITZ_ACTIVATIONS",
     "DEFAULT_FILTERS",
 ]
 
 DEFAULT_UNITS = (256, 256, 256)
+DEFAULT_ACTIVATION = "groupsort2"
+#: up to this many input dimensions (flattened) lipschitz_mlp's defaults are
+#: the small FullSort net below: on 2D densities it fits thin structures many
+#: times faster than the wide GroupSort2 net (docs/guide.md)
+LOW_DIM = 8
+LOW_DIM_UNITS = (64, 64, 64)
+LOW_DIM_ACTIVATION = "fullsort"
 DEFAULT_FILTERS = (32, 64)
 _ACTIVATIONS = ("groupsort2", "relu", "swish", "elu", "tanh")
 
@@ -134,27 +147,58 @@ def _activation(name):
     return keras.layers.Activation(name)
 
 
-def lipschitz_mlp(input_shape=(2,), units=DEFAULT_UNITS, seed=0, name=None):
-    """1-Lipschitz dense energy net: (SpectralDense → GroupSort2)×L → FrobeniusDense(1).
+#: the sorting activations of :func:`lipschitz_mlp` (1-Lipschitz and
+#: gradient-norm preserving: GroupSort of pairs, of fours, or of the whole layer)
+LIPSCHITZ_ACTIVATIONS = ("groupsort2", "groupsort4", "fullsort")
+
+
+def _sorting_activation(name):
+    if name == "groupsort2":
+        return GroupSort2()
+    if name == "groupsort4":
+        return GroupSort(n=4)
+    if name == "fullsort":
+        return FullSort()
+    raise ValueError(f"activation must be one of {LIPSCHITZ_ACTIVATIONS}, got {name!r}")
+
+
+def default_mlp_shape(input_shape):
+    """``(units, activation)`` of :func:`lipschitz_mlp` by default: 3 × 64 FullSort
+    up to :data:`LOW_DIM` input dimensions, else 3 × 256 GroupSort2."""
+    if int(np.prod(tuple(input_shape))) <= LOW_DIM:
+        return LOW_DIM_UNITS, LOW_DIM_ACTIVATION
+    return DEFAULT_UNITS, DEFAULT_ACTIVATION
+
+
+def lipschitz_mlp(input_shape=(2,), units=None, seed=0, name=None, activation=None):
+    """1-Lipschitz dense energy net: (SpectralDense → sort)×L → FrobeniusDense(1).
 
     Args:
         input_shape: shape of one sample, e.g. ``(2,)``; other ranks are flattened.
-        units: hidden widths (even numbers).
+        units: hidden widths (even numbers; multiples of 4 for ``groupsort4``);
+            default: :func:`default_mlp_shape`.
         seed: seed of the orthogonal initialisation.
+        activation: one of :data:`LIPSCHITZ_ACTIVATIONS`; default:
+            :func:`default_mlp_shape`.
 
     Example:
         >>> net = lipschitz_mlp(input_shape=(2,), units=(64, 64))
         >>> net(tf.zeros([5, 2]), training=False).shape
         TensorShape([5, 1])
     """
-    units = _check_sizes("units", units)
+    auto_units, auto_activation = default_mlp_shape(input_shape)
+    units = _check_sizes("units", auto_units if units is None else units)
+    activation = auto_activation if activation is None else activation
+    _sorting_activation(activation)  # checks the name
+    if activation == "groupsort4" and any(u % 4 for u in units):
+        raise ValueError(f"groupsort4 needs units that are multiples of 4, got {units}")
     layers = [keras.layers.Input(tuple(input_shape))]
     if len(input_shape) > 1:
         layers.append(keras.layers.Flatten())
     for i, width in enumerate(units):
         layers += [
             SpectralDense(width, kernel_initializer=_spectral_init(seed + i)),
-            GroupSort2(),
+            _sorting_activation(activation),
         ]
     layers.append(FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)))
     return keras.Sequential(layers, name=name or "lipschitz_mlp")

@@ -32,8 +32,12 @@ def small_model(
     jit_compile="auto",
     lr=1e-3,
     optimizer=None,
+    proposal=None,
+    loss="cd",
     **kw,
 ):
+    """A small 2D model on the chain path (``proposal=None``) with the CD loss
+    and no weight average, unless asked otherwise."""
     if lipschitz:
         net = deel_ebm.nets.lipschitz_mlp((2,), units=(32, 32))
     else:
@@ -49,6 +53,9 @@ def small_model(
             buffer=deel_ebm.ReplayBuffer(
                 capacity=capacity, reinit_prob=reinit_prob, domain=domain
             ),
+            proposal=proposal,
+            loss=loss,
+            weight_average=kw.pop("weight_average", None),
             **kw,
         )
     model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(lr, beta_1=0.0))

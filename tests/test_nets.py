@@ -48,3 +48,25 @@ def test_bad_arguments():
         nets.lipschitz_convnet((8, 8))
     with pytest.raises(ValueError, match="activation"):
         nets.unconstrained_mlp((2,), activation="softmax")
+
+
+@pytest.mark.parametrize("activation", nets.LIPSCHITZ_ACTIVATIONS)
+def test_every_sorting_activation_keeps_the_net_1_lipschitz(activation):
+    from deel_ebm import certificates
+
+    net = nets.lipschitz_mlp((2,), units=(16, 16), activation=activation)
+    assert not nets.unconstrained_layers(net)
+    assert certificates.lipschitz_upper_bound(net) <= 1.0 + 1e-3
+    x = tf.constant(np.random.default_rng(0).normal(size=(2000, 2)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = net(x, training=False)
+    norms = tf.norm(tape.gradient(y, x), axis=1)
+    assert float(tf.reduce_max(norms)) <= 1.0 + 1e-3
+
+
+def test_bad_activation():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        nets.lipschitz_mlp((2,), activation="relu")
+    with pytest.raises(ValueError, match="multiples of 4"):
+        nets.lipschitz_mlp((2,), units=(6,), activation="groupsort4")

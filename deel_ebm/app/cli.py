@@ -62,6 +62,7 @@ def recipe_options(config_cls=None):
             continue
         flag = meta.pop("flag", "--" + field.name.replace("_", "-"))
         help_text = meta.pop("help")
+        auto = meta.pop("auto", None)
         default = getattr(defaults, field.name)
         kwargs = {"dest": field.name, "default": default, **meta}
         if kwargs.get("action") is None:
@@ -76,6 +77,8 @@ def recipe_options(config_cls=None):
             elif default is not None:
                 kwargs["type"] = type(default)
         shown = "none" if default is None else default
+        if default is None and auto:
+            shown = f"auto: {auto}"
         if isinstance(shown, tuple):
             shown = " ".join(map(str, shown))
         if kwargs.get("action") in ("store_true", "store_false"):
@@ -87,7 +90,7 @@ def recipe_options(config_cls=None):
 
 
 def _add_recipe(p):
-    g = p.add_argument_group("recipe (defaults: the documented 2D recipe)")
+    g = p.add_argument_group("recipe (defaults marked auto are chosen from the data)")
     for _, flag, kwargs in recipe_options():
         g.add_argument(flag, **kwargs)
     g.add_argument("--quiet", action="store_true", help="one line per epoch")
@@ -151,8 +154,10 @@ def _config_from_args(args):
 
 
 def _summary(metrics):
+    resolved = metrics.get("resolved_config", {})
     lines = [
-        f"trained {metrics['steps_run']} steps in {metrics['train_seconds']:.0f} s"
+        f"trained {metrics['steps_run']} steps in {metrics['train_seconds']:.0f} s "
+        f"(negatives: {resolved.get('negatives')}, k = {metrics['k_coef_lip']:.4g})"
     ]
     exact = metrics.get("exact")
     if exact:
@@ -171,7 +176,7 @@ def cmd_demo(args):
         raise ValueError(f"demo needs a built-in 2D density {list(datasets.DENSITIES)}")
     config = RunConfig(dataset=args.dataset, epochs=1000, max_minutes=args.max_minutes)
     print(
-        f"deel-ebm demo: {config.dataset}, k = {config.k_coef_lip}, "
+        f"deel-ebm demo: {config.dataset}, default recipe, "
         f"budget {args.max_minutes} min -> {args.out}"
     )
     metrics = train_run(config, args.out, verbose=0)

@@ -9,6 +9,7 @@ through :func:`train_run`, so every number they report comes from one recipe.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import json
@@ -21,7 +22,8 @@ import numpy as np
 
 from deel_ebm import certificates, datasets, export, keras, nets, plotting
 from deel_ebm import metrics as metrics_lib
-from deel_ebm.core import EnergyModel, buffers, losses, samplers
+from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
+from deel_ebm.core import model as model_lib
 
 __all__ = [
     "RunConfig",
@@ -44,14 +46,22 @@ __all__ = [
 
 MODEL_FILE = "model.keras"
 DEFAULT_FPR = 0.05  # share of held-out data rejected by the calibrated threshold
-#: The recipe's own choices (the rest are the constructors' defaults).
-RECIPE_K_COEF_LIP = 20.0
+#: The recipe's own choices (the rest are the constructors' defaults, and the
+#: fields left at ``None`` are chosen from the data by :meth:`RunConfig.resolved`).
 RECIPE_N_TRAIN = 20_000
 RECIPE_N_TEST = 5_000
-RECIPE_BATCH_SIZE = 256
 RECIPE_LEARNING_RATE = 1e-3
-RECIPE_BETA_1 = 0.0
 RECIPE_EMA_MOMENTUM = 0.995
+#: Adam's beta_1 with proposal negatives / with chains (chains: no momentum, as
+#: in IGEBM: the chains' negatives change with every update)
+RECIPE_BETA_1_PROPOSAL = 0.9
+RECIPE_BETA_1_CHAINS = 0.0
+#: optimizer steps of a default run (``epochs=None``)
+RECIPE_STEPS_PROPOSAL = 2000
+RECIPE_STEPS_CHAINS = 600
+NEGATIVES = ("auto", "proposal", "chains")
+SAMPLERS = ("langevin", "mala")
+NETS = ("dense", "conv")
 
 
 def _opt(default, help, **cli):
@@ -67,18 +77,18 @@ def _opt(default, help, **cli):
 
 @dataclasses.dataclass
 class RunConfig:
-    """A training recipe. Defaults are the documented 2D recipe of the demo.
+    """A training recipe; by default, the model's own defaults for the data.
 
     Attributes mirror the constructor arguments of :class:`EnergyModel`, the
     sampler, the buffer and the optimizer, and take their defaults from those
     constructors' constants; ``dataset`` is a built-in name
     (:data:`deel_ebm.datasets.DENSITIES` or ``"digits"``) or a ``.npy`` path.
     ``max_minutes`` stops training when the time budget is spent.
-    ``ema_momentum`` (None: off) makes the optimizer keep an exponential moving
-    average of the weights, swapped into the model when ``fit`` ends: persistent
-    contrastive divergence estimates its gradient from a few hundred chains, so
-    the weights (and the masses of separated modes) fluctuate from step to step,
-    and the average is a much better density (see ``docs/benchmarks.md``). Every
+    ``ema_momentum`` (None: off) is the model's ``weight_average``: a moving
+    average of the weights, swapped into the model when ``fit`` ends (the
+    likelihood's gradient is estimated from a few thousand draws, so the weights
+    fluctuate from step to step, and the average is the better density). Fields
+    left at ``None`` are chosen from the data (:meth:`resolved`). Every
     field is an option of ``deel-ebm train`` (its help text is the field's
     ``metadata["help"]``).
     """
@@ -97,14 +107,64 @@ class RunConfig:
         flag="--unconstrained",
         action="store_false",
     )
-    units: tuple = _opt(
-        nets.DEFAULT_UNITS, "hidden widths of the dense energy net (even)", nargs="+"
+    net: str = _opt("dense", "energy net: dense (MLP) or conv (images)", choices=NETS)
+    units: tuple | None = _opt(
+        None,
+        "hidden widths of the dense energy net (even)",
+        nargs="+",
+        type=int,
+        auto="64 64 64 up to 8 dimensions, else 256 256 256",
     )
-    k_coef_lip: float = _opt(
-        RECIPE_K_COEF_LIP, "Lipschitz constant k of the energy E = k f", flag="--k"
+    activation: str | None = _opt(
+        None,
+        "sorting activation of the dense Lipschitz net",
+        choices=nets.LIPSCHITZ_ACTIVATIONS,
+        auto="fullsort up to 8 dimensions, else groupsort2",
     )
-    num_steps: int = _opt(samplers.DEFAULT_NUM_STEPS, "Langevin steps per train step")
-    step_size: float = _opt(samplers.DEFAULT_STEP_SIZE, "Langevin step size eta")
+    negatives: str = _opt(
+        "auto",
+        "where training negatives come from: proposal (importance-sampled maximum "
+        "likelihood with a mixture fitted to the data), chains (persistent "
+        "Langevin chains), auto (proposal up to 8 dimensions, else chains)",
+        choices=NEGATIVES,
+    )
+    num_negatives: int = _opt(
+        proposals.DEFAULT_NUM_NEGATIVES, "proposal draws per step (proposal)"
+    )
+    k_coef_lip: float | None = _opt(
+        None,
+        "Lipschitz constant k of the energy E = k f",
+        flag="--k",
+        type=float,
+        auto="40 up to 8 dimensions, else max(40, dimension)",
+    )
+    learn_k: bool | None = _opt(
+        None,
+        "learn k = k_max * sigmoid(s), starting at --k (certified at every step)",
+        action=argparse.BooleanOptionalAction,
+        auto="learned (start 20, cap 80) when --k is not given, up to 8 "
+        "dimensions; else fixed",
+    )
+    k_max: float | None = _opt(
+        None, "cap of a learned k", type=float, auto="4 x the starting k"
+    )
+    sampler: str = _opt(
+        "langevin", "chain kernel: langevin (ULA) or mala", choices=SAMPLERS
+    )
+    num_steps: int | None = _opt(
+        None, "chain steps per train step", type=int, auto="60 up to 8 dims, else 40"
+    )
+    step_size: float | None = _opt(
+        None,
+        "chain step size eta",
+        type=float,
+        auto="0.2/k up to 8 dimensions, else 0.02/k",
+    )
+    target_accept: float | None = _opt(
+        None,
+        "mala: adapt the step size toward this acceptance, capped at 4x the start",
+        type=float,
+    )
     init_temperature: float = _opt(
         1.0, "start temperature of annealed chains (1: no annealing)"
     )
@@ -118,42 +178,159 @@ class RunConfig:
     domain: tuple | None = _opt(
         None, "box (low high) of the data (default: from the dataset)", nargs=2
     )
-    loss: str = _opt("cd", "training loss", choices=("cd", "hkr"))
+    loss: str = _opt(
+        "ml",
+        "training loss: ml (maximum likelihood), cd (contrastive divergence + L2), "
+        "hkr (hinge-KR)",
+        choices=("ml", "cd", "hkr"),
+    )
     l2_weight: float = _opt(
         losses.DEFAULT_L2_WEIGHT, "weight of the L2 energy regulariser (cd loss)"
     )
-    batch_size: int = _opt(RECIPE_BATCH_SIZE, "data points (and chains) per step")
-    epochs: int = _opt(10, "passes over the data")
+    batch_size: int | None = _opt(
+        None,
+        "data points (and chains) per step",
+        type=int,
+        auto="1024 with a proposal, 256 with chains",
+    )
+    epochs: int | None = _opt(
+        None,
+        "passes over the data",
+        type=int,
+        auto=f"enough for {RECIPE_STEPS_PROPOSAL} steps with a proposal, "
+        f"{RECIPE_STEPS_CHAINS} with chains",
+    )
     learning_rate: float = _opt(RECIPE_LEARNING_RATE, "Adam learning rate", flag="--lr")
-    beta_1: float = _opt(RECIPE_BETA_1, "Adam beta_1")
+    beta_1: float | None = _opt(
+        None, "Adam beta_1", type=float, auto="0.9 with a proposal, 0 with chains"
+    )
     ema_momentum: float | None = _opt(
         RECIPE_EMA_MOMENTUM,
-        "momentum of the moving average of the weights kept by the optimizer and "
+        "momentum of the moving average of the weights kept by the model and "
         "swapped in when training ends ('none': off)",
     )
     seed: int = _opt(0, "seed of every random draw")
     max_minutes: float | None = _opt(None, "stop training after this wall time")
 
     def validate(self):
-        for name in ("n_train", "n_test", "num_steps", "buffer_size", "batch_size"):
+        optional = ("num_steps", "batch_size")
+        for name in ("n_train", "n_test", "buffer_size", "num_negatives", *optional):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value is None and name in optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.epochs, int) or self.epochs < 1:
+        if self.epochs is not None and (
+            isinstance(self.epochs, bool)
+            or not isinstance(self.epochs, int)
+            or self.epochs < 1
+        ):
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        for name in ("k_coef_lip", "step_size", "learning_rate"):
+        for name in ("k_coef_lip", "step_size", "learning_rate", "k_max"):
             value = getattr(self, name)
+            if value is None and name != "learning_rate":
+                continue
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        for name, choices in (
+            ("negatives", NEGATIVES),
+            ("sampler", SAMPLERS),
+            ("net", NETS),
+        ):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ValueError(
+                    f"{name} must be one of {list(choices)}, got {value!r}"
+                )
+        if self.activation is not None and (
+            self.activation not in nets.LIPSCHITZ_ACTIVATIONS
+        ):
+            raise ValueError(
+                f"activation must be one of {list(nets.LIPSCHITZ_ACTIVATIONS)}, "
+                f"got {self.activation!r}"
+            )
+        if self.beta_1 is not None and not (
+            isinstance(self.beta_1, (int, float)) and 0 <= self.beta_1 < 1
+        ):
+            raise ValueError(f"beta_1 must lie in [0, 1), got {self.beta_1!r}")
+        if self.target_accept is not None and not (
+            isinstance(self.target_accept, (int, float)) and 0 < self.target_accept < 1
+        ):
+            raise ValueError(
+                f"target_accept must lie in (0, 1), got {self.target_accept!r}"
+            )
+        if self.target_accept is not None and self.sampler != "mala":
+            raise ValueError("target_accept adapts MALA chains: add --sampler mala")
+        if self.k_max is not None and self.learn_k is False:
+            raise ValueError("k_max is the cap of a learned k: add --learn-k")
         if self.ema_momentum is not None and not (
             isinstance(self.ema_momentum, (int, float)) and 0 < self.ema_momentum < 1
         ):
             raise ValueError(
                 f"ema_momentum must lie in (0, 1) or be None, got {self.ema_momentum!r}"
             )
-        if self.loss not in ("cd", "hkr"):
-            raise ValueError(f"loss must be 'cd' or 'hkr', got {self.loss!r}")
+        if self.loss not in ("ml", "cd", "hkr"):
+            raise ValueError(f"loss must be 'ml', 'cd' or 'hkr', got {self.loss!r}")
         return self
+
+    def resolved(self, sample_shape) -> RunConfig:
+        """A copy with the fields left at ``None`` (or ``"auto"``) chosen for
+        data of ``sample_shape``, by the rules in each field's help (``epochs``
+        needs the number of samples: :func:`train_run` sets it).
+
+        Raises:
+            ValueError: for MALA step adaptation without chains to adapt.
+        """
+        shape = tuple(sample_shape)
+        dim = int(np.prod(shape))
+        negatives = self.negatives
+        if negatives == "auto":
+            negatives = "proposal" if dim <= proposals.MAX_PROPOSAL_DIM else "chains"
+        learn_k = self.learn_k
+        k_max = self.k_max
+        if learn_k is None:
+            learn_k = self.k_coef_lip is None and model_lib.default_learn_k(shape)
+            if learn_k:
+                k_max = k_max or model_lib.LOW_DIM_K_MAX
+        if k_max is not None and not learn_k:
+            raise ValueError("k_max is the cap of a learned k: add --learn-k")
+        k = self.k_coef_lip or (
+            model_lib.LOW_DIM_K_START
+            if learn_k and self.learn_k is None
+            else model_lib.default_k_coef_lip(shape)
+        )
+        units, activation = nets.default_mlp_shape(shape)
+        chains = model_lib.default_sampler(shape, k)
+        with_proposal = negatives == "proposal"
+        if with_proposal and self.target_accept is not None:
+            raise ValueError(
+                "target_accept adapts training chains, and these data train with "
+                "proposal negatives: add --negatives chains"
+            )
+        return dataclasses.replace(
+            self,
+            negatives=negatives,
+            units=tuple(self.units) if self.units else units,
+            activation=self.activation or activation,
+            k_coef_lip=float(k),
+            learn_k=learn_k,
+            k_max=(4.0 * k if learn_k and k_max is None else k_max),
+            num_steps=self.num_steps or chains.num_steps,
+            step_size=self.step_size or float(chains.step_size.numpy()),
+            batch_size=self.batch_size
+            or (
+                model_lib.DEFAULT_BATCH_SIZE_PROPOSAL
+                if with_proposal
+                else model_lib.DEFAULT_BATCH_SIZE_CHAINS
+            ),
+            beta_1=(
+                self.beta_1
+                if self.beta_1 is not None
+                else RECIPE_BETA_1_PROPOSAL
+                if with_proposal
+                else RECIPE_BETA_1_CHAINS
+            ),
+        )
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -227,24 +404,42 @@ def load_data(config: RunConfig):
 
 # ------------------------------------------------------------------ model
 def default_network(config: RunConfig, sample_shape):
-    """The recipe's energy network: conv for images, dense otherwise."""
-    if len(sample_shape) == 3:
+    """The recipe's energy network: dense (images flattened; on 8×8 digits it
+    separates classes far better than the conv net, ``research/r2``) or conv."""
+    if config.net == "conv":
+        if len(sample_shape) != 3:
+            raise ValueError(
+                f"the conv net needs (h, w, c) samples, got shape {sample_shape}"
+            )
         builder = (
             nets.lipschitz_convnet if config.lipschitz else nets.unconstrained_convnet
         )
         return builder(sample_shape, seed=config.seed)
-    builder = nets.lipschitz_mlp if config.lipschitz else nets.unconstrained_mlp
-    return builder(sample_shape, units=tuple(config.units), seed=config.seed)
+    units = None if config.units is None else tuple(config.units)
+    if not config.lipschitz:
+        return nets.unconstrained_mlp(
+            sample_shape, units=units or nets.DEFAULT_UNITS, seed=config.seed
+        )
+    return nets.lipschitz_mlp(
+        sample_shape,
+        units=units,
+        seed=config.seed,
+        activation=config.activation,
+    )
 
 
 def default_sampler(config: RunConfig):
-    """The recipe's training sampler: unadjusted Langevin."""
-    return samplers.LangevinSampler(
+    """The recipe's chains: unadjusted Langevin, or MALA (``config.sampler``),
+    for a resolved config (:meth:`RunConfig.resolved`)."""
+    common = dict(
         num_steps=config.num_steps,
         step_size=config.step_size,
         init_temperature=config.init_temperature,
         anneal_fraction=config.anneal_fraction,
     )
+    if config.sampler == "mala":
+        return samplers.MALASampler(target_accept=config.target_accept, **common)
+    return samplers.LangevinSampler(**common)
 
 
 def default_buffer(config: RunConfig, domain):
@@ -259,18 +454,17 @@ def default_buffer(config: RunConfig, domain):
 
 def default_loss(config: RunConfig):
     """The recipe's loss object."""
+    if config.loss == "ml":
+        return losses.MaximumLikelihoodLoss()
     if config.loss == "cd":
         return losses.ContrastiveDivergenceLoss(config.l2_weight)
     return losses.HingeKRLoss()
 
 
 def default_optimizer(config: RunConfig):
-    """Adam, with the moving average of the weights when ``ema_momentum`` is set."""
-    ema = config.ema_momentum
-    averaging = {} if ema is None else {"use_ema": True, "ema_momentum": ema}
-    return keras.optimizers.Adam(
-        config.learning_rate, beta_1=config.beta_1, **averaging
-    )
+    """Adam (the weight average is the model's: ``ema_momentum`` goes to
+    ``EnergyModel(weight_average=...)``)."""
+    return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1)
 
 
 def build_model(
@@ -283,7 +477,8 @@ def build_model(
     loss_fn=default_loss,
     optimizer_fn=default_optimizer,
 ) -> EnergyModel:
-    """The compiled EnergyModel a config describes.
+    """The compiled EnergyModel a config describes (its ``None`` fields chosen
+    for ``sample_shape`` by :meth:`RunConfig.resolved`).
 
     Each part comes from a factory of the config (and of the sample shape for
     the network, of the data's box for the buffer), so an experiment swaps one
@@ -291,6 +486,7 @@ def build_model(
     ``build_model(config, (2,), box, sampler_fn=lambda c: MALASampler(...))``.
     """
     sample_shape = tuple(sample_shape)
+    config = config.resolved(sample_shape)
     with warnings.catch_warnings():
         if not config.lipschitz:
             warnings.simplefilter("ignore")  # the ablation is deliberate
@@ -301,6 +497,15 @@ def build_model(
             buffer=buffer_fn(config, domain),
             loss=loss_fn(config),
             seed=config.seed,
+            proposal=(
+                proposals.MixtureProposal(domain=domain, seed=config.seed)
+                if config.negatives == "proposal"
+                else None
+            ),
+            num_negatives=config.num_negatives,
+            learn_k=config.learn_k,
+            k_max=config.k_max,
+            weight_average=config.ema_momentum,
         )
     model.compile(optimizer=optimizer_fn(config))
     return model
@@ -383,12 +588,22 @@ def train_run(
     x_train, x_test, domain = load_data(config)
     if config.domain is not None:
         domain = tuple(config.domain)
-    if config.batch_size > config.buffer_size:
-        raise ValueError(
-            f"batch_size {config.batch_size} exceeds buffer_size {config.buffer_size}"
-        )
     (out / "config.json").write_text(json.dumps(config.to_json(), indent=2))
-    model = build_model(config, x_train.shape[1:], domain, **factories)
+    resolved = config.resolved(x_train.shape[1:])
+    if resolved.negatives == "chains" and resolved.batch_size > config.buffer_size:
+        raise ValueError(
+            f"batch_size {resolved.batch_size} exceeds buffer_size {config.buffer_size}"
+        )
+    model = build_model(resolved, x_train.shape[1:], domain, **factories)
+    if resolved.epochs is None:
+        steps = (
+            RECIPE_STEPS_PROPOSAL
+            if resolved.negatives == "proposal"
+            else RECIPE_STEPS_CHAINS
+        )
+        per_epoch = math.ceil(len(x_train) / resolved.batch_size)
+        resolved = dataclasses.replace(resolved, epochs=math.ceil(steps / per_epoch))
+    config = resolved
     callbacks = [] if verbose else [_Progress(config.epochs, log)]
     budget = None
     if config.max_minutes:
@@ -413,7 +628,8 @@ def train_run(
         "steps_run": int(model.optimizer.iterations),
         "stopped_by_time_budget": bool(budget and budget.stopped),
         "stop_reason": model.stop_reason,
-        "k_coef_lip": config.k_coef_lip,
+        "k_coef_lip": model.k_coef_lip,
+        "resolved_config": config.to_json(),
         "is_lipschitz": model.is_lipschitz,
         "final_logs": {k: v[-1] for k, v in hist.history.items()},
         "threshold": threshold,

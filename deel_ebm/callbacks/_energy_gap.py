@@ -74,7 +74,8 @@ class EnergyGapMonitor(ConfigMixin, keras.callbacks.Callback):
 
     Example:
         >>> monitor = EnergyGapMonitor(collapse_tol=1e-3, patience=3)
-        >>> history = model.fit(x, epochs=2, callbacks=[monitor], verbose=0)
+        >>> history = model.fit(x, batch_size=32, epochs=2, callbacks=[monitor],
+        ...                     verbose=0)
         >>> history.history["gap_status"]      # 0: healthy
         [0, 0]
         >>> len(monitor.batch_history["energy_gap"])  # one value per step

@@ -119,7 +119,7 @@ def check_batch_size(batch_size, capacity: int, replicas: int, n=None) -> None:
 
     Args:
         batch_size: the global batch size (``None``: unknown, not checked).
-        capacity: the buffer's capacity.
+        capacity: the buffer's capacity (``None``: no buffer is drawn from).
         replicas: number of replicas in sync.
         n: number of training samples, when known (checks the last batch).
 
@@ -129,7 +129,7 @@ def check_batch_size(batch_size, capacity: int, replicas: int, n=None) -> None:
     """
     if replicas <= 1:
         return
-    if capacity % replicas:
+    if capacity is not None and capacity % replicas:
         raise ValueError(
             f"the replay buffer capacity {capacity} cannot be split into "
             f"{replicas} equal shards (one per replica): choose a capacity that "
@@ -148,13 +148,18 @@ def _all_finite(tensors):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
-def apply_if_finite(optimizer, grads, variables, local_finite, buffer, slots, states):
+def apply_if_finite(
+    optimizer, grads, variables, local_finite, buffer, slots, states, on_applied=None
+):
     """Apply a replica's step on every replica, or on none (replica context).
 
     Sums the gradients across replicas, gathers every replica's ``(slots,
     states)``, and, if every replica's step is finite (``local_finite`` reduced
     across replicas) and so are the summed gradients, applies the summed
     gradients and writes the gathered states into every copy of the buffer.
+
+    ``on_applied`` (no argument) runs in every replica after the update. With
+    ``buffer=None`` nothing is gathered or written (proposal negatives).
 
     Returns:
         A boolean tensor, True when the step was applied.
@@ -168,19 +173,25 @@ def apply_if_finite(optimizer, grads, variables, local_finite, buffer, slots, st
     )
     summed = reduced[:-1]
     finite = tf.logical_and(tf.equal(reduced[-1], 0.0), _all_finite(summed))
-    all_slots = context.all_gather(slots, axis=0)
-    all_states = context.all_gather(tf.cast(states, buffer.storage.dtype), axis=0)
+    if buffer is not None:  # None: no chain states to write (proposal negatives)
+        all_slots = context.all_gather(slots, axis=0)
+        all_states = context.all_gather(tf.cast(states, buffer.storage.dtype), axis=0)
+    else:
+        all_slots = all_states = tf.zeros([0])
 
     def apply_in_replica(summed):
         optimizer.apply_gradients(
             zip(summed, variables), skip_gradients_aggregation=True
         )
+        if on_applied is not None:
+            on_applied()
 
     if tf.__internal__.distribute.strategy_supports_no_merge_call():
 
         def apply():
             apply_in_replica(summed)
-            buffer.write(all_slots, all_states)
+            if buffer is not None:
+                buffer.write(all_slots, all_states)
             return tf.constant(True)
 
         return tf.cond(finite, apply, lambda: tf.constant(False))
@@ -190,11 +201,12 @@ def apply_if_finite(optimizer, grads, variables, local_finite, buffer, slots, st
 
         def apply():
             strategy.extended.call_for_each_replica(apply_in_replica, args=(summed,))
-            strategy.extended.update(
-                buffer.storage,
-                lambda var, s, x: var.scatter_nd_update(tf.expand_dims(s, -1), x),
-                args=(all_slots, all_states),
-            )
+            if buffer is not None:
+                strategy.extended.update(
+                    buffer.storage,
+                    lambda var, s, x: var.scatter_nd_update(tf.expand_dims(s, -1), x),
+                    args=(all_slots, all_states),
+                )
             return tf.constant(True)
 
         return tf.cond(finite, apply, lambda: tf.constant(False))

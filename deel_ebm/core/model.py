@@ -36,15 +36,82 @@ from deel_ebm._backend import keras, tf
 from deel_ebm._checks import check_samples
 from deel_ebm.core import _distribute, checkpoints, inputs
 from deel_ebm.core import losses as losses_lib
+from deel_ebm.core.averaging import WeightAverage
 from deel_ebm.core.buffers import ReplayBuffer
+from deel_ebm.core.proposals import (
+    DEFAULT_NUM_NEGATIVES,
+    MAX_FIT_POINTS,
+    MAX_PROPOSAL_DIM,
+    MixtureProposal,
+)
 from deel_ebm.core.samplers import Kernel, LangevinSampler, compile_chain, trace_x
 
-__all__ = ["EnergyModel"]
+__all__ = [
+    "EnergyModel",
+    "default_k_coef_lip",
+    "default_learn_k",
+    "default_sampler",
+    "DEFAULT_BATCH_SIZE_CHAINS",
+    "DEFAULT_BATCH_SIZE_PROPOSAL",
+]
+
+DEFAULT_WEIGHT_AVERAGE = 0.995
+#: ``fit``'s default batch size when negatives come from chains / a proposal.
+DEFAULT_BATCH_SIZE_CHAINS = 256
+DEFAULT_BATCH_SIZE_PROPOSAL = 1024
+# proposal draws per sample returned by sample() before resampling
+_RESAMPLE_FACTOR = 8
+
+
+#: the learned k of the low-dimension default: its start and its cap
+LOW_DIM_K_START = 20.0
+LOW_DIM_K_MAX = 80.0
+
+
+def default_learn_k(sample_shape) -> bool:
+    """Whether k is learned when it is not given: up to 8 dimensions (start 20,
+    cap 80: on the 2D densities the learned k ends between 16 and 35)."""
+    return int(np.prod(sample_shape)) <= MAX_PROPOSAL_DIM
+
+
+def default_k_coef_lip(sample_shape) -> float:
+    """The default k: 40 up to 8 dimensions (20, learned, when k is not given:
+    :func:`default_learn_k`), else ``max(40, d)``.
+
+    A k-Lipschitz energy in ``d`` dimensions puts the mass of ``exp(−k·dist)`` at
+    a distance of about ``d / k`` from the data: ``k ≈ d`` keeps it within about
+    one unit of the data (``research/r2_digits_one_class``). In low dimension
+    the cap is the sharpness ``k`` allows: 40 lets a checkerboard edge cost
+    about 0.025 nats (``research/r1_2d_schemes``).
+    """
+    d = int(np.prod(sample_shape))
+    return 40.0 if d <= MAX_PROPOSAL_DIM else float(max(40, d))
+
+
+def default_sampler(sample_shape, k_coef_lip) -> LangevinSampler:
+    """The default chains: ULA whose drift per step ``η k`` is 0.2 (≤ 8 dimensions,
+    60 steps) or 0.02 (more dimensions, 40 steps; the noise ``√(2η)`` per
+    coordinate then stays small against pixel scales)."""
+    d = int(np.prod(sample_shape))
+    if d <= MAX_PROPOSAL_DIM:
+        return LangevinSampler(num_steps=60, step_size=0.2 / k_coef_lip)
+    return LangevinSampler(num_steps=40, step_size=0.02 / k_coef_lip)
 
 
 @keras.utils.register_keras_serializable(package="deel_ebm")
 class EnergyModel(keras.Model):
-    r"""Energy-based model :math:`p(x) \propto \exp(-k f(x))` trained by PCD.
+    r"""Energy-based model :math:`p(x) \propto \exp(-k f(x))`.
+
+    Two ways to estimate the likelihood's gradient at each step, both on the
+    same model, loss and ``fit``:
+
+    - **importance-sampled maximum likelihood** (``proposal``, the default up
+      to 8 dimensions): negatives are draws of a tractable proposal ``q``
+      fitted to the data, weighted by ``p/q`` (:mod:`deel_ebm.core.proposals`);
+      no chain, and every region ``q`` covers is reweighted at every step;
+    - **persistent contrastive divergence** (``proposal=None``, the default in
+      more dimensions): negatives are Langevin chains started from a replay
+      buffer.
 
     Args:
         network: a Keras network ``f`` mapping ``(n, *input_shape)`` to one scalar
@@ -54,13 +121,40 @@ class EnergyModel(keras.Model):
             :attr:`unconstrained_layers`.
         k_coef_lip: the constant ``k > 0``: energy ``E = k f`` is k-Lipschitz. It
             caps the sharpness of the density (a mode of width σ needs k of order
-            distance / σ²) and the drift of one Langevin step (η k).
-        sampler: a :class:`~deel_ebm.samplers.LangevinSampler` (default: 60 steps
-            of size 5e-3) used for the training chains and :meth:`sample`.
+            distance / σ²) and the drift of one Langevin step (η k). Default:
+            :func:`default_k_coef_lip` (40 up to 8 dimensions, else
+            ``max(40, d)``).
+        sampler: a sampler (:class:`~deel_ebm.samplers.LangevinSampler`,
+            :class:`~deel_ebm.samplers.MALASampler`) for the training chains and
+            :meth:`sample`; default: :func:`default_sampler`.
         buffer: a :class:`~deel_ebm.buffers.ReplayBuffer` (default: capacity
-            10 000, 5 % re-init, uniform prior on (-1, 1)).
-        loss: ``"cd"`` (contrastive divergence + L2 energy penalty, default),
-            ``"hkr"`` (hinge-KR) or a loss object from :mod:`deel_ebm.losses`.
+            10 000, 5 % re-init, uniform prior on (-1, 1)): the chains' starts.
+        loss: ``"ml"`` (maximum likelihood, default), ``"cd"`` (contrastive
+            divergence + L2 energy penalty), ``"hkr"`` (hinge-KR) or a loss
+            object from :mod:`deel_ebm.losses`.
+        proposal: ``"auto"`` (default: a
+            :class:`~deel_ebm.core.proposals.MixtureProposal` up to 8 dimensions,
+            else ``None``), a proposal, or ``None`` (train with chains). An
+            unfitted proposal is fitted to the training data by the first
+            :meth:`fit`.
+        num_negatives: proposal draws per training step (default 4096).
+        learn_k: make k a trained parameter, ``k = k_max · sigmoid(s)``,
+            starting at ``k_coef_lip``. Default (``None``): learned when
+            ``k_coef_lip`` is not given and the data have at most 8 dimensions
+            (start 20, cap 80), else fixed. the energy stays certified
+            ``k``-Lipschitz at every step (``k`` is :attr:`k_coef_lip`, read
+            when needed) and never exceeds ``k_max``. The likelihood's gradient
+            in ``k`` is ``mean f(data) − E_p[f]``: k grows until the model is as
+            sharp as the data asks, within the cap.
+        k_max: the cap of a learned k (default: 4 × the start).
+        weight_average: momentum of a moving average of the weights
+            (:class:`~deel_ebm.core.averaging.WeightAverage`, with a warm-up):
+            ``fit`` swaps it into the weights when it ends, and the next ``fit``
+            trains on from the last iterate. The likelihood's gradient is
+            estimated from a few thousand draws, so the weights (and the masses
+            of separated modes) fluctuate from step to step; the average is the
+            better density. ``None``: off; off too when the optimizer averages
+            itself (Keras' ``use_ema``).
         input_shape: shape of one sample; needed only when ``network`` is not
             built.
         seed: seed of every random draw of training and sampling: a seeded run is
@@ -86,17 +180,31 @@ class EnergyModel(keras.Model):
     def __init__(
         self,
         network,
-        k_coef_lip: float = 1.0,
+        k_coef_lip: float | None = None,
         sampler: Kernel | None = None,
         buffer: ReplayBuffer | None = None,
         loss=None,
         input_shape=None,
         seed: int = 0,
+        proposal="auto",
+        num_negatives: int = DEFAULT_NUM_NEGATIVES,
+        learn_k: bool | None = None,
+        k_max: float | None = None,
+        weight_average: float | None = DEFAULT_WEIGHT_AVERAGE,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not isinstance(network, keras.layers.Layer):
             raise TypeError(f"network must be a Keras model or layer, got {network!r}")
+        self.network = network
+        self.sample_shape = self._infer_sample_shape(input_shape)
+        if learn_k is None:  # learned by default when k is not given (low dim)
+            learn_k = k_coef_lip is None and default_learn_k(self.sample_shape)
+            if learn_k and k_coef_lip is None:
+                k_coef_lip = LOW_DIM_K_START
+                k_max = LOW_DIM_K_MAX if k_max is None else k_max
+        if k_coef_lip is None:
+            k_coef_lip = default_k_coef_lip(self.sample_shape)
         if isinstance(k_coef_lip, bool) or not isinstance(k_coef_lip, numbers.Real):
             raise TypeError(f"k_coef_lip must be a number, got {k_coef_lip!r}")
         if not (math.isfinite(k_coef_lip) and k_coef_lip > 0):
@@ -107,15 +215,65 @@ class EnergyModel(keras.Model):
             raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
         if buffer is not None and not isinstance(buffer, ReplayBuffer):
             raise TypeError(f"buffer must be a deel_ebm ReplayBuffer, got {buffer!r}")
-        self.network = network
-        self.k_coef_lip = float(k_coef_lip)
-        self.sampler = sampler if sampler is not None else LangevinSampler()
+        self.learn_k = bool(learn_k)
+        self.k_max = None
+        if self.learn_k:
+            k_max = 4.0 * float(k_coef_lip) if k_max is None else k_max
+            if isinstance(k_max, bool) or not isinstance(k_max, numbers.Real):
+                raise TypeError(f"k_max must be a number, got {k_max!r}")
+            if not (math.isfinite(k_max) and k_max > k_coef_lip):
+                raise ValueError(
+                    f"k_max must be finite and above k_coef_lip={k_coef_lip}, "
+                    f"got {k_max}"
+                )
+            self.k_max = float(k_max)
+            ratio = float(k_coef_lip) / self.k_max
+            self._k_logit = self.add_weight(
+                name="k_logit",
+                shape=(),
+                initializer=keras.initializers.Constant(math.log(ratio / (1 - ratio))),
+                trainable=True,
+            )
+        elif k_max is not None:
+            raise ValueError("k_max is the cap of a learned k: pass learn_k=True")
+        self._k_fixed = float(k_coef_lip)
+        if weight_average is not None:
+            if isinstance(weight_average, bool) or not isinstance(
+                weight_average, numbers.Real
+            ):
+                raise TypeError(
+                    f"weight_average must be a number or None, got {weight_average!r}"
+                )
+            if not 0.0 < weight_average < 1.0:
+                raise ValueError(
+                    f"weight_average must lie in (0, 1) or be None, got "
+                    f"{weight_average}"
+                )
+            weight_average = float(weight_average)
+        self.weight_average = weight_average
+        if sampler is None:
+            sampler = default_sampler(self.sample_shape, self._k_fixed)
+        self.sampler = sampler
         self.buffer = buffer if buffer is not None else ReplayBuffer()
         self.energy_loss = losses_lib.get(loss)
         self.seed = int(seed)
-        self.sample_shape = self._infer_sample_shape(input_shape)
+        self.proposal = self._resolve_proposal(proposal)
+        if isinstance(num_negatives, bool) or not isinstance(
+            num_negatives, numbers.Integral
+        ):
+            raise TypeError(f"num_negatives must be an integer, got {num_negatives!r}")
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be positive, got {num_negatives}")
+        self.num_negatives = int(num_negatives)
         self._check_scalar_output()
+        self.averaging = None  # after the network is built: its weights exist
+        if self.weight_average is not None:
+            self.averaging = WeightAverage(self.weight_average, name="weight_average")
+            self.averaging.track(self.trainable_variables)
+        self._averaging_on = False
         self.buffer.build((None, *self.sample_shape))
+        if self.proposal is not None and not self.proposal.built:
+            self.proposal.build((None, *self.sample_shape))
         self.unconstrained_layers = self._find_unconstrained_layers()
         if self.unconstrained_layers:
             warnings.warn(
@@ -131,7 +289,8 @@ class EnergyModel(keras.Model):
         )
         self._chains = _FunctionCache()
         self.stop_reason = None
-        names = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm")
+        names = ("loss", "energy_gap", "e_pos", "e_neg")
+        names += ("ess",) if self.proposal is not None else ("grad_norm",)
         self._trackers = {n: _distribute.Mean(name=n) for n in names}
         self.refresh_constraints()
         self.built = True  # every variable exists (BackupAndRestore checks it)
@@ -151,6 +310,32 @@ class EnergyModel(keras.Model):
         if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
             raise ValueError(f"the sample shape must be known and positive: {shape}")
         return shape
+
+    def _resolve_proposal(self, proposal):
+        if isinstance(proposal, str):
+            if proposal != "auto":
+                raise ValueError(
+                    f"proposal must be 'auto', None or a proposal, got {proposal!r}"
+                )
+            if int(np.prod(self.sample_shape)) > MAX_PROPOSAL_DIM:
+                return None
+            return MixtureProposal(seed=self.seed)
+        if proposal is not None and not isinstance(proposal, MixtureProposal):
+            raise TypeError(
+                f"proposal must be 'auto', None or a MixtureProposal, got {proposal!r}"
+            )
+        if proposal is not None and proposal.built:
+            if tuple(proposal.sample_shape) != self.sample_shape:
+                raise ValueError(
+                    f"the proposal was built for samples of shape "
+                    f"{proposal.sample_shape}, the network expects {self.sample_shape}"
+                )
+        return proposal
+
+    @property
+    def uses_proposal(self) -> bool:
+        """True when training negatives are importance-weighted proposal draws."""
+        return self.proposal is not None
 
     def _check_scalar_output(self):
         out = self.network(tf.zeros((2, *self.sample_shape)), training=False)
@@ -176,7 +361,20 @@ class EnergyModel(keras.Model):
     def call(self, inputs, training=False):
         """Energies ``(n,)`` of a batch; ``training=True`` recomputes ``wbar``."""
         out = self.network(inputs, training=training)
-        return self.k_coef_lip * tf.reshape(out, [-1])
+        return tf.cast(self.k_tensor(), out.dtype) * tf.reshape(out, [-1])
+
+    def k_tensor(self) -> tf.Tensor:
+        """The current k as a tensor (differentiable when learned)."""
+        if self.learn_k:
+            return self.k_max * tf.sigmoid(self._k_logit)
+        return tf.constant(self._k_fixed, tf.float32)
+
+    @property
+    def k_coef_lip(self) -> float:
+        """The energy's Lipschitz constant now: ``E = k f`` is k-Lipschitz."""
+        if self.learn_k:
+            return float(self.k_tensor().numpy())
+        return self._k_fixed
 
     def _cached_energy(self, x):
         return self(x, training=False)
@@ -235,8 +433,10 @@ class EnergyModel(keras.Model):
         Args:
             n: number of samples.
             num_steps: chain length (default: the sampler's).
-            init: ``None`` (draws of the buffer's prior), ``"buffer"`` (persistent
-                states, at most ``capacity``) or an array ``(n, *sample_shape)``.
+            init: ``None`` (with a fitted proposal: its draws, resampled by
+                their importance weights ``p/q``; otherwise draws of the buffer's
+                prior), ``"buffer"`` (persistent states, at most ``capacity``) or
+                an array ``(n, *sample_shape)``.
             return_trajectory: also return the states ``(K + 1, n, *shape)``.
             sampler: another sampler for this call, e.g. a
                 :class:`~deel_ebm.samplers.MALASampler` for exact sampling.
@@ -256,7 +456,9 @@ class EnergyModel(keras.Model):
         seeds = tf.random.experimental.stateless_split(
             tf.constant([self.seed, -int(seed) - 1], tf.int64), num=2
         )
-        if init is None:
+        if init is None and self._proposal_ready():
+            x0 = self._resampled_proposal(int(n), seeds[0])
+        elif init is None:
             x0 = self.buffer.prior_sample(int(n), seeds[0])
         elif isinstance(init, str) and init == "buffer":
             x0, _ = self.buffer.draw(int(n), seeds[0])
@@ -268,6 +470,26 @@ class EnergyModel(keras.Model):
         if return_trajectory:
             return out.state.x, tf.concat([x0[None], out.trace], axis=0)
         return out.state.x
+
+    def _proposal_ready(self):
+        return self.proposal is not None and self.proposal.is_fitted
+
+    def _resampled_proposal(self, n, seed):
+        """``n`` proposal draws resampled by their weights (sampling-importance-
+        resampling): already distributed close to the model before any chain."""
+        draw_seed, pick_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+        )
+        m = _RESAMPLE_FACTOR * n
+        x = self.proposal.sample(m, draw_seed)
+        chunk = 65536  # bounds the (n, components, d) intermediate of log q
+        log_q = tf.concat(
+            [self.proposal.log_prob(x[i : i + chunk]) for i in range(0, m, chunk)],
+            axis=0,
+        )
+        log_w = -self.energy(x, batch_size=chunk) - log_q
+        picks = tf.random.stateless_categorical(log_w[None], n, pick_seed)[0]
+        return tf.gather(x, picks)
 
     # ---------------------------------------------------------------- training
     def _step_seeds(self, offset=0):
@@ -311,31 +533,67 @@ class EnergyModel(keras.Model):
         out = self._chain(self.sampler)(x0, chain_seed)
         return tf.stop_gradient(out.state.x), slots, out.results
 
-    def _update_trackers(self, loss, e_pos, e_neg, results):
+    def _proposal_negatives(self, seed):
+        """Importance-sampling negatives: proposal draws and their ``log q``."""
+        seed = _distribute.replica_seed(seed)
+        fitted = tf.debugging.assert_positive(
+            self.proposal.fitted,
+            message="the proposal is not fitted: fit the model on arrays or a "
+            "tf.data.Dataset, or call model.proposal.fit(x_train) first",
+        )
+        with tf.control_dependencies([fitted]):
+            x_neg = self.proposal.sample(self.num_negatives, seed)
+        return x_neg, self.proposal.log_prob(x_neg, draws=self.num_negatives)
+
+    def _training_negatives(self, batch_size, seed):
+        """``(x_neg, log_q, slots, results)``; ``log_q`` and ``results`` None on
+        the path that does not have them; no slots for proposal draws."""
+        if self.proposal is not None:
+            x_neg, log_q = self._proposal_negatives(seed)
+            return x_neg, log_q, tf.zeros([0], tf.int32), None
+        x_neg, slots, results = self._negatives(batch_size, seed)
+        return x_neg, None, slots, results
+
+    def _after_update(self):
+        """Runs after each applied optimizer step (in every replica)."""
+        if self._averaging_on:
+            self.averaging.update(self.optimizer.iterations - 1)
+
+    def _update_trackers(self, loss, e_pos, e_neg, results, log_q=None):
         mean_pos, mean_neg = tf.reduce_mean(e_pos), tf.reduce_mean(e_neg)
         values = {
             "loss": loss,
             "energy_gap": mean_neg - mean_pos,
             "e_pos": mean_pos,
             "e_neg": mean_neg,
-            "grad_norm": results.grad_norm_mean,
         }
+        if results is not None:
+            values["grad_norm"] = results.grad_norm_mean
+        if "ess" in self._trackers:  # effective sample size / number of draws
+            weights = losses_lib.negative_weights(e_neg, log_q)
+            m = tf.cast(tf.shape(e_neg)[0], tf.float32)
+            values["ess"] = 1.0 / tf.reduce_sum(tf.square(weights)) / m
         for name, value in values.items():
             self._trackers[name].update_state(value)
-        return {name: t.result() for name, t in self._trackers.items()}
+        logs = {name: t.result() for name, t in self._trackers.items()}
+        if results is not None and self.sampler.is_calibrated:
+            # the last batch's (not a tracker: saved models keep their metrics)
+            logs["acceptance"] = results.acceptance_rate
+        return logs
 
     def train_step(self, data):
         x_pos = self._positives(data)
         batch_size = tf.shape(x_pos)[0]
         seed, _ = self._step_seeds()
-        x_neg, slots, results = self._negatives(batch_size, seed)
+        x_neg, log_q, slots, results = self._training_negatives(batch_size, seed)
+        kept = x_neg if log_q is None else x_neg[:0]  # what goes to the buffer
         # the constraint's recomputation does not depend on x_neg: without this
         # dependency TF runs it concurrently with the chain, and on a few CPU cores
         # the two fight for the same threads
         with tf.control_dependencies([x_neg]), tf.GradientTape() as tape:
             energies = self(tf.concat([x_pos, x_neg], axis=0), training=True)
             e_pos, e_neg = energies[:batch_size], energies[batch_size:]
-            loss = self.energy_loss(e_pos, e_neg)
+            loss = self.energy_loss(e_pos, e_neg, log_q=log_q)
             if self.losses:
                 loss += tf.add_n(self.losses)
             scaled_loss = _distribute.scale_loss(loss)  # loss itself on one device
@@ -347,19 +605,29 @@ class EnergyModel(keras.Model):
         )
         if _distribute.is_distributed():  # all replicas apply the step, or none
             _distribute.apply_if_finite(
-                self.optimizer, grads, variables, finite, self.buffer, slots, x_neg
+                self.optimizer,
+                grads,
+                variables,
+                finite,
+                self.buffer if log_q is None else None,  # proposal: nothing to write
+                slots,
+                kept,
+                on_applied=self._after_update,
             )
         else:
 
             def apply():
                 # a non-finite step changes nothing: weights, optimizer, buffer stay
                 self.optimizer.apply_gradients(zip(grads, variables))
-                self.buffer.write(slots, x_neg)
+                self._after_update()
+                self.buffer.write(slots, kept)
+                if results is not None:
+                    self.sampler.adapt(results)
                 return tf.constant(True)
 
             tf.cond(finite, apply, lambda: tf.constant(False))
         self._stale.assign(True)
-        return self._update_trackers(loss, e_pos, e_neg, results)
+        return self._update_trackers(loss, e_pos, e_neg, results, log_q)
 
     def test_step(self, data):
         x_pos = self._positives(data)
@@ -368,10 +636,10 @@ class EnergyModel(keras.Model):
         # refresh wbar after the last update; every other layer in inference mode
         nets.refresh_constrained_kernels(self.network)
         e_pos = self(x_pos, training=False)
-        x_neg, _, results = self._negatives(batch_size, seed)
+        x_neg, log_q, _, results = self._training_negatives(batch_size, seed)
         e_neg = self(x_neg, training=False)
-        loss = self.energy_loss(e_pos, e_neg)
-        return self._update_trackers(loss, e_pos, e_neg, results)
+        loss = self.energy_loss(e_pos, e_neg, log_q=log_q)
+        return self._update_trackers(loss, e_pos, e_neg, results, log_q)
 
     # ------------------------------------------------------------ validation
     def _check_array(self, x, name, allow_empty=False, as_tensor=True):
@@ -447,18 +715,27 @@ class EnergyModel(keras.Model):
             kwargs["validation_data"] = (
                 self._check_array(val, "validation_data", as_tensor=False),
             )
+        if batch_size is None and not isinstance(x, tf.data.Dataset):
+            batch_size = (
+                DEFAULT_BATCH_SIZE_PROPOSAL
+                if self.proposal is not None
+                else DEFAULT_BATCH_SIZE_CHAINS
+            )
         if isinstance(x, (np.ndarray, list, tf.Tensor)):
             x = self._check_array(x, "x", as_tensor=False)
-            size = batch_size or 32
-            if min(size, len(x)) > self.buffer.capacity:
+            if self.proposal is not None and not self.proposal.is_fitted:
+                split = kwargs.get("validation_split") or 0.0
+                self.proposal.fit(x[: int(len(x) * (1.0 - split))])  # not the val part
+            size = batch_size
+            chains = self.proposal is None
+            if chains and min(size, len(x)) > self.buffer.capacity:
                 raise ValueError(
                     f"batch_size {size} exceeds the replay buffer capacity "
                     f"{self.buffer.capacity}"
                 )
             n = None if kwargs.get("validation_split") else len(x)  # last batch
-            _distribute.check_batch_size(
-                min(size, len(x)), self.buffer.capacity, replicas, n=n
-            )
+            capacity = self.buffer.capacity if chains else None
+            _distribute.check_batch_size(min(size, len(x)), capacity, replicas, n=n)
             x, y, batch_size = inputs.arrays_as_dataset(
                 x, y, size, self.seed, self._train_counter, kwargs
             )
@@ -470,12 +747,24 @@ class EnergyModel(keras.Model):
                     f"dataset elements have shape {tuple(spec.shape)}; expected "
                     f"(batch, {', '.join(map(str, self.sample_shape))})"
                 )
-            if spec.shape[0] is not None and spec.shape[0] > self.buffer.capacity:
+            chains = self.proposal is None
+            batch = spec.shape[0]
+            if chains and batch is not None and batch > self.buffer.capacity:
                 raise ValueError(
                     f"dataset batch size {spec.shape[0]} exceeds the replay buffer "
                     f"capacity {self.buffer.capacity}"
                 )
-            _distribute.check_batch_size(spec.shape[0], self.buffer.capacity, replicas)
+            _distribute.check_batch_size(
+                spec.shape[0], self.buffer.capacity if chains else None, replicas
+            )
+            if self.proposal is not None and not self.proposal.is_fitted:
+                self.proposal.fit(_first_samples(x, MAX_FIT_POINTS))
+        elif self.proposal is not None and not self.proposal.is_fitted:
+            raise ValueError(
+                "the proposal is fitted to the training data on the first fit, "
+                "which must then get arrays or a tf.data.Dataset (got "
+                f"{type(x).__name__}): call model.proposal.fit(x_train) first"
+            )
         if self.optimizer is not None and hasattr(self.optimizer, "build"):
             # create the slots now: a first trace that creates variables is traced
             # twice, and the optimizer step runs inside a tf.cond
@@ -491,9 +780,18 @@ class EnergyModel(keras.Model):
         if not any(getattr(cb, "handles_non_finite", False) for cb in callbacks):
             callbacks.append(_StopOnNonFinite())
         self.stop_reason = None
-        return super().fit(
+        self._averaging_on = self.averaging is not None and not getattr(
+            self.optimizer, "use_ema", False
+        )
+        if self._averaging_on:
+            self.averaging.swap_out()  # train on from the last iterate
+        history = super().fit(
             x, y, batch_size=batch_size, epochs=epochs, callbacks=callbacks, **kwargs
         )
+        if self._averaging_on:
+            self.averaging.swap_in()
+            self._stale.assign(True)
+        return history
 
     # --------------------------------------------------------- serialisation
     def save(self, filepath, *args, **kwargs):
@@ -512,25 +810,48 @@ class EnergyModel(keras.Model):
     def get_config(self):
         return {
             "network": keras.utils.serialize_keras_object(self.network),
-            "k_coef_lip": self.k_coef_lip,
+            # a learned k: its start (the weights restore its current value)
+            "k_coef_lip": self._k_fixed,
+            "learn_k": self.learn_k,
+            "weight_average": self.weight_average,
+            "k_max": self.k_max,
             "sampler": keras.utils.serialize_keras_object(self.sampler),
             "buffer": keras.utils.serialize_keras_object(self.buffer),
             "loss": keras.utils.serialize_keras_object(self.energy_loss),
             "input_shape": list(self.sample_shape),
             "seed": self.seed,
+            "proposal": keras.utils.serialize_keras_object(self.proposal),
+            "num_negatives": self.num_negatives,
             "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        for key in ("network", "sampler", "buffer", "loss"):
+        # models saved before proposals existed trained with chains
+        config.setdefault("proposal", None)
+        config.setdefault("weight_average", None)
+        for key in ("network", "sampler", "buffer", "loss", "proposal"):
             config[key] = keras.utils.deserialize_keras_object(
                 config[key], custom_objects=custom_objects
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # already told when first built
             return cls(**config)
+
+
+def _first_samples(dataset, n):
+    """Up to ``n`` samples of a batched dataset (its inputs), as one array."""
+    parts, count = [], 0
+    for element in dataset:
+        x = element[0] if isinstance(element, tuple) else element
+        parts.append(np.asarray(x, np.float32))
+        count += len(parts[-1])
+        if count >= n:
+            break
+    if not parts:
+        raise ValueError("the training dataset is empty")
+    return np.concatenate(parts)[:n]
 
 
 class _FunctionCache:

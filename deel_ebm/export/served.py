@@ -6,7 +6,9 @@ r"""A TensorFlow SavedModel that serves energies and samples without deel-ebm.
 ``tf.saved_model.load`` alone (no deel-ebm, deel-lip or Keras import needed to
 serve it). The chains are those of :func:`~deel_ebm.core.samplers.sample_chain`
 and the prior that of :func:`~deel_ebm.core.buffers.prior_sample`, traced into
-plain TensorFlow ops.
+plain TensorFlow ops. ``sample`` starts its chains from the buffer's prior: a
+model trained with a proposal samples better with ``sample_from`` given starts
+near the data (``model.sample(n, num_steps=0)`` gives resampled proposal draws).
 """
 
 from __future__ import annotations

@@ -48,7 +48,11 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert metrics["steps_run"] == 4
     assert metrics["exact"]["kl"] > 0 and np.isfinite(metrics["threshold"])
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["k_coef_lip"] == 20.0 and config["units"] == [16, 16]
+    assert config["k_coef_lip"] is None and config["units"] == [16, 16]  # as asked
+    resolved = metrics["resolved_config"]  # and as trained: a learned k in 2D
+    assert resolved["learn_k"] and resolved["k_coef_lip"] == 20.0
+    assert resolved["negatives"] == "proposal" and resolved["activation"] == "fullsort"
+    assert 0 < metrics["k_coef_lip"] <= resolved["k_max"] == 80.0
 
 
 @pytest.mark.slow

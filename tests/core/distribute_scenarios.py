@@ -228,6 +228,21 @@ def mirrored(out_dir):
     }
     result["same_step"] = _same_step(strategy, x[:BATCH])
     result["compare"] = _compare(strategy, seeds=(0,))
+
+    # 7. proposal negatives: each replica draws its own, nothing goes to the buffer
+    with strategy.scope():
+        prop = _model(proposal="auto", loss="ml", num_negatives=256)
+    before = prop.buffer.storage.numpy()
+    hist = prop.fit(x, batch_size=BATCH, epochs=2, verbose=0)
+    result["proposal"] = {
+        "history": hist.history,
+        "fitted": bool(prop.proposal.is_fitted),
+        "buffer_unchanged": bool(np.array_equal(prop.buffer.storage.numpy(), before)),
+        "copies_equal": all(
+            all(np.array_equal(c, cs[0]) for c in cs)
+            for cs in map(_copies, prop.trainable_variables)
+        ),
+    }
     return result
 
 

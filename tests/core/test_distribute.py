@@ -152,6 +152,14 @@ def test_unservable_configurations_are_refused_before_training(mirrored):
     assert "leaves a replica without samples" in errors["empty_replica"]
 
 
+@pytest.mark.slow
+def test_proposal_negatives_under_a_strategy(mirrored):
+    result = mirrored["proposal"]
+    assert result["fitted"] and result["buffer_unchanged"] and result["copies_equal"]
+    assert all(np.isfinite(result["history"]["loss"]))
+    assert all(0 < e <= 1 for e in result["history"]["ess"])
+
+
 # ------------------------------------------------------------ 1 vs 2 replicas
 @pytest.mark.slow
 def test_two_replicas_take_the_step_of_one_device_on_the_global_batch(mirrored):

@@ -247,6 +247,8 @@ def test_short_fit_learns_a_positive_gap_and_covers_every_mode():
         k_coef_lip=10.0,
         sampler=deel_ebm.LangevinSampler(num_steps=30, step_size=1e-2),
         buffer=deel_ebm.ReplayBuffer(capacity=4096, domain=(-3.5, 3.5)),
+        loss="cd",
+        proposal=None,
         seed=0,
     )
     model.compile(optimizer=tf.keras.optimizers.Adam(2e-3, beta_1=0.0))

@@ -218,7 +218,7 @@ def test_digits_classifier_accuracy(digits):
     pred = np.argmax(clf.predict_proba(digits.x_test.reshape(-1, 64)), 1)
     assert np.mean(pred == digits.y_test) == pytest.approx(clf.test_accuracy)
     assert metrics.digits_classifier() is clf
-    assert metrics.classifier_features(digits.x_test).shape == (360, 64)
+    assert metrics.classifier_features(digits.x_test).shape == (540, 64)
 
 
 def test_classifier_disk_cache(tmp_path, monkeypatch):
@@ -244,7 +244,7 @@ def test_class_histogram_and_confidence(digits):
     hist = metrics.class_histogram(digits.x_test)
     true = np.bincount(digits.y_test, minlength=10) / len(digits.y_test)
     assert hist.sum() == pytest.approx(1.0) and np.abs(hist - true).max() < 0.02
-    noise = np.random.default_rng(0).uniform(-1, 1, size=(360, 8, 8, 1))
+    noise = np.random.default_rng(0).uniform(-1, 1, size=(540, 8, 8, 1))
     assert metrics.mean_confidence(digits.x_test) > 0.9
     assert metrics.mean_confidence(noise) < metrics.mean_confidence(digits.x_test) - 0.1
     # domain: the same images given in [0, 1]
@@ -256,7 +256,7 @@ def test_class_histogram_and_confidence(digits):
 
 
 def test_frechet_distance(digits):
-    noise = np.random.default_rng(0).uniform(-1, 1, size=(360, 8, 8, 1))
+    noise = np.random.default_rng(0).uniform(-1, 1, size=(540, 8, 8, 1))
     same = metrics.frechet_distance(digits.x_train, digits.x_train)
     train_test = metrics.frechet_distance(digits.x_train, digits.x_test)
     train_noise = metrics.frechet_distance(digits.x_train, noise)

@@ -89,6 +89,13 @@ class Kernel(keras.layers.Layer):
         """One transition: ``(new_state, StepResults)``; a pure function."""
         raise NotImplementedError
 
+    def adapt(self, results) -> None:
+        """Tune the kernel after a training chain from its
+        :class:`~deel_ebm.core.samplers.ChainResults` (default: nothing).
+
+        ``EnergyModel.train_step`` calls it once per applied step, in graph mode.
+        """
+
     def log_proposal_ratio(self, state, proposed, results) -> tf.Tensor:
         r""":math:`\log q(x \mid y) - \log q(y \mid x)` of the move ``x → y``."""
         raise NotImplementedError(
