@@ -3,9 +3,10 @@
 For each capacity a fresh interpreter (so that no measurement inherits another's
 heap) builds the documented digits model the way ``deel-ebm train --dataset
 digits`` does: ``runs.RunConfig(dataset="digits", buffer_size=capacity)`` and
-``runs.build_model`` (the 1-Lipschitz conv energy of ``nets.lipschitz_convnet``,
-k = 20, 60 Langevin steps, batch 256, Adam with weight averaging), on the
-sklearn digits of ``datasets.load_digits``. It then
+``runs.build_model`` (the recipe's defaults for 8×8×1 images: chains, the dense
+1-Lipschitz net, k = 64, 40 Langevin steps, batch 256, the weight average; before
+issue 10 it was the conv net with k = 20 and 60 steps), on the sklearn digits of
+``datasets.load_digits``. It then
 
 1. runs ``--warmup`` train steps (tracing, XLA compilation), reads the resident
    memory (``VmRSS``), resets the peak (``echo 5 > /proc/self/clear_refs``) and

@@ -230,8 +230,12 @@ class KLEvery(keras.callbacks.Callback):
         model, opt = self.model, self.model.optimizer
         variables = model.trainable_variables
         saved = [v.numpy() for v in variables]
-        if getattr(opt, "use_ema", False):  # the average fit would swap in at the end
+        # the weights fit would end with: the optimizer's or the model's average
+        if getattr(opt, "use_ema", False):
             opt.finalize_variable_values(variables)
+        elif model.averaging is not None and int(model.averaging.update_count.numpy()):
+            for v, average in zip(variables, model.averaging.averages):
+                v.assign(average)
         model.refresh_constraints()
         exact = metrics.exact_metrics_2d(
             runs.energy_fn(model),

@@ -428,7 +428,7 @@ class KLServer:
 def time_to_kl(args):
     workdir = Path(args.time_to_kl)
     meta = json.loads((workdir / "meta.json").read_text())
-    recipe = meta["recipe"]
+    recipe = meta.get("peer_recipe", meta["recipe"])
     torch.manual_seed(recipe["seed"])
     x_train = torch.from_numpy(np.load(workdir / "x_train.npy")).float()
     grid = torch.from_numpy(np.load(workdir / "grid.npy")).float()

@@ -6,8 +6,11 @@ same code, ``deel_ebm.metrics.exact_metrics_2d``:
     python benchmarks/peer/kl_companion.py prepare --dir DIR [--dataset 8gaussians]
     python benchmarks/peer/kl_companion.py serve --dir DIR
 
-``prepare`` writes the default recipe (``deel_ebm.runs.RunConfig()`` with the
-dataset), its training and test points (``runs.load_data``, as ``train_run`` uses)
+``prepare`` writes deel-ebm's default recipe (``deel_ebm.runs.RunConfig()`` with
+the dataset; importance-sampled maximum likelihood in 2D), the chain recipe the
+peer reproduces (``peer_recipe``: persistent chains, 60 ULA steps of 5e-3, k = 20,
+the CD loss, batch 256 — the peer has no proposal negatives), its training and
+test points (``runs.load_data``, as ``train_run`` uses)
 and the cell centres of the metric grid (``metrics.grid_points`` on the density's
 domain) to ``DIR``. ``serve`` reads one JSON line per request from stdin,
 ``{"grid": energies.npy, "test": energies.npy}`` (energies of the grid points and of
@@ -41,6 +44,19 @@ def prepare(workdir: Path, dataset: str, seed: int) -> dict:
         "domain": list(domain),
         "resolution": metrics.DEFAULT_RESOLUTION,
         "recipe": config.to_json(),
+        "peer_recipe": runs.RunConfig(
+            dataset=dataset,
+            seed=seed,
+            negatives="chains",
+            k_coef_lip=20.0,
+            num_steps=60,
+            step_size=5e-3,
+            loss="cd",
+            batch_size=256,
+            beta_1=0.0,
+        )
+        .resolved((2,))
+        .to_json(),
     }
     (workdir / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
