@@ -532,17 +532,23 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class _Progress(keras.callbacks.Callback):
-    """One line per epoch: the progress of long runs when verbose=0."""
+    """Progress of long runs when verbose=0: an epoch's line at most every
+    ``every`` seconds (short epochs would flood the terminal), and the last."""
 
-    def __init__(self, epochs, log):
+    def __init__(self, epochs, log, every=10.0):
         super().__init__()
-        self.epochs, self.log, self.t0 = epochs, log, time.perf_counter()
+        self.epochs, self.log, self.every = epochs, log, every
+        self.t0 = time.perf_counter()
+        self.last = -float("inf")
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        keys = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm")
-        shown = " ".join(f"{k}={logs[k]:.3g}" for k in keys if k in logs)
         elapsed = time.perf_counter() - self.t0
+        if elapsed - self.last < self.every and epoch + 1 < self.epochs:
+            return
+        self.last = elapsed
+        logs = logs or {}
+        keys = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm", "ess")
+        shown = " ".join(f"{k}={logs[k]:.3g}" for k in keys if k in logs)
         self.log(f"epoch {epoch + 1}/{self.epochs} [{elapsed:.0f}s] {shown}")
 
 
