@@ -38,6 +38,7 @@ import numpy as np
 
 import deel_ebm
 from deel_ebm import baselines, datasets, metrics
+from deel_ebm.app import runs
 
 # isort: split
 import tensorflow as tf
@@ -229,17 +230,7 @@ def main(argv=None):
 def _write(path, row):
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps(_jsonable(row)) + "\n")
-
-
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_jsonable(x) for x in np.asarray(v).tolist()]
-    if isinstance(v, (float, np.floating)):
-        return float(v) if np.isfinite(v) else None
-    return v
+            f.write(json.dumps(runs.to_jsonable(row)) + "\n")
 
 
 if __name__ == "__main__":

@@ -40,15 +40,19 @@ __all__ = [
     "LOW_DIM_UNITS",
     "LOW_DIM_ACTIVATION",
     "default_mlp_shape",
+    "is_low_dimensional",
+    "LOW_DIM",
     "LIPSCHITZ_ACTIVATIONS",
     "DEFAULT_FILTERS",
 ]
 
 DEFAULT_UNITS = (256, 256, 256)
 DEFAULT_ACTIVATION = "groupsort2"
-#: up to this many input dimensions (flattened) lipschitz_mlp's defaults are
-#: the small FullSort net below: on 2D densities it fits thin structures many
-#: times faster than the wide GroupSort2 net (docs/guide.md)
+#: "low dimension": up to this many input dimensions (flattened) the defaults
+#: are lipschitz_mlp's small FullSort net below (on 2D densities it fits thin
+#: structures many times faster than the wide GroupSort2 net) and the
+#: EnergyModel's proposal negatives (their importance weights degenerate above:
+#: docs/guide.md)
 LOW_DIM = 8
 LOW_DIM_UNITS = (64, 64, 64)
 LOW_DIM_ACTIVATION = "fullsort"
@@ -162,10 +166,15 @@ def _sorting_activation(name):
     raise ValueError(f"activation must be one of {LIPSCHITZ_ACTIVATIONS}, got {name!r}")
 
 
+def is_low_dimensional(sample_shape) -> bool:
+    """True when a sample of ``sample_shape`` has at most :data:`LOW_DIM` values."""
+    return int(np.prod(tuple(sample_shape))) <= LOW_DIM
+
+
 def default_mlp_shape(input_shape):
     """``(units, activation)`` of :func:`lipschitz_mlp` by default: 3 × 64 FullSort
     up to :data:`LOW_DIM` input dimensions, else 3 × 256 GroupSort2."""
-    if int(np.prod(tuple(input_shape))) <= LOW_DIM:
+    if is_low_dimensional(input_shape):
         return LOW_DIM_UNITS, LOW_DIM_ACTIVATION
     return DEFAULT_UNITS, DEFAULT_ACTIVATION
 

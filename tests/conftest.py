@@ -62,6 +62,16 @@ def small_model(
     return model
 
 
+def max_grad_norm(fn, x):
+    """The largest ``‖∇ fn(x_i)‖`` over the samples of ``x`` (any sample shape)."""
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        e = fn(x)
+    g = tf.reshape(tape.gradient(e, x), [x.shape[0], -1])
+    return float(tf.reduce_max(tf.norm(g, axis=1)))
+
+
 @pytest.fixture
 def data2d():
     return mixture_2d(512)[0]

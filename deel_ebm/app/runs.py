@@ -282,10 +282,10 @@ class RunConfig:
             ValueError: for MALA step adaptation without chains to adapt.
         """
         shape = tuple(sample_shape)
-        dim = int(np.prod(shape))
         negatives = self.negatives
         if negatives == "auto":
-            negatives = "proposal" if dim <= proposals.MAX_PROPOSAL_DIM else "chains"
+            low = nets.is_low_dimensional(shape)
+            negatives = "proposal" if low else "chains"
         learn_k = self.learn_k
         k_max = self.k_max
         if learn_k is None:

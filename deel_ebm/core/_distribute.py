@@ -173,11 +173,10 @@ def apply_if_finite(
     )
     summed = reduced[:-1]
     finite = tf.logical_and(tf.equal(reduced[-1], 0.0), _all_finite(summed))
-    if buffer is not None:  # None: no chain states to write (proposal negatives)
+    all_slots = all_states = None  # buffer None: no chain states to write
+    if buffer is not None:
         all_slots = context.all_gather(slots, axis=0)
         all_states = context.all_gather(tf.cast(states, buffer.storage.dtype), axis=0)
-    else:
-        all_slots = all_states = tf.zeros([0])
 
     def apply_in_replica(summed):
         optimizer.apply_gradients(

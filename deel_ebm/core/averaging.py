@@ -49,38 +49,27 @@ class WeightAverage(keras.layers.Layer):
     def track(self, variables) -> None:
         """Create the average and the kept iterate of each of ``variables``."""
         self._targets = _Targets(variables)
-        zeros = keras.initializers.Zeros()
-        first = tf.VariableAggregation.ONLY_FIRST_REPLICA  # replicas agree
+
+        def state(name, shape=(), dtype=tf.float32):
+            return self.add_weight(
+                name=name,
+                shape=shape,
+                dtype=dtype,
+                initializer=keras.initializers.Zeros(),
+                trainable=False,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,  # replicas agree
+            )
 
         def copies(prefix):
             return [
-                self.add_weight(
-                    name=f"{prefix}_{i}",
-                    shape=v.shape,
-                    dtype=v.dtype,
-                    initializer=zeros,
-                    trainable=False,
-                    aggregation=first,
-                )
+                state(f"{prefix}_{i}", v.shape, v.dtype)
                 for i, v in enumerate(self._targets.variables)
             ]
 
         self.averages = copies("average")
         self.iterates = copies("iterate")
-        self.swapped = self.add_weight(
-            name="swapped",
-            shape=(),
-            initializer=zeros,
-            trainable=False,
-            aggregation=first,
-        )
-        self.update_count = self.add_weight(
-            name="update_count",
-            shape=(),
-            initializer=zeros,
-            trainable=False,
-            aggregation=first,
-        )
+        self.swapped = state("swapped")
+        self.update_count = state("update_count")
         self.built = True
 
     def update(self, step) -> None:

@@ -41,7 +41,6 @@ from deel_ebm.core.buffers import ReplayBuffer
 from deel_ebm.core.proposals import (
     DEFAULT_NUM_NEGATIVES,
     MAX_FIT_POINTS,
-    MAX_PROPOSAL_DIM,
     MixtureProposal,
 )
 from deel_ebm.core.samplers import Kernel, LangevinSampler, compile_chain, trace_x
@@ -70,8 +69,8 @@ LOW_DIM_K_MAX = 80.0
 
 def default_learn_k(sample_shape) -> bool:
     """Whether k is learned when it is not given: up to 8 dimensions (start 20,
-    cap 80: on the 2D densities the learned k ends between 16 and 35)."""
-    return int(np.prod(sample_shape)) <= MAX_PROPOSAL_DIM
+    cap 80: on the 2D densities the learned k ends between 16 and 44)."""
+    return nets.is_low_dimensional(sample_shape)
 
 
 def default_k_coef_lip(sample_shape) -> float:
@@ -84,16 +83,16 @@ def default_k_coef_lip(sample_shape) -> float:
     the cap is the sharpness ``k`` allows: 40 lets a checkerboard edge cost
     about 0.025 nats (``research/r1_2d_schemes``).
     """
-    d = int(np.prod(sample_shape))
-    return 40.0 if d <= MAX_PROPOSAL_DIM else float(max(40, d))
+    if nets.is_low_dimensional(sample_shape):
+        return 40.0
+    return float(max(40, int(np.prod(sample_shape))))
 
 
 def default_sampler(sample_shape, k_coef_lip) -> LangevinSampler:
     """The default chains: ULA whose drift per step ``η k`` is 0.2 (≤ 8 dimensions,
     60 steps) or 0.02 (more dimensions, 40 steps; the noise ``√(2η)`` per
     coordinate then stays small against pixel scales)."""
-    d = int(np.prod(sample_shape))
-    if d <= MAX_PROPOSAL_DIM:
+    if nets.is_low_dimensional(sample_shape):
         return LangevinSampler(num_steps=60, step_size=0.2 / k_coef_lip)
     return LangevinSampler(num_steps=40, step_size=0.02 / k_coef_lip)
 
@@ -317,7 +316,7 @@ class EnergyModel(keras.Model):
                 raise ValueError(
                     f"proposal must be 'auto', None or a proposal, got {proposal!r}"
                 )
-            if int(np.prod(self.sample_shape)) > MAX_PROPOSAL_DIM:
+            if not nets.is_low_dimensional(self.sample_shape):
                 return None
             return MixtureProposal(seed=self.seed)
         if proposal is not None and not isinstance(proposal, MixtureProposal):
@@ -546,11 +545,11 @@ class EnergyModel(keras.Model):
         return x_neg, self.proposal.log_prob(x_neg, draws=self.num_negatives)
 
     def _training_negatives(self, batch_size, seed):
-        """``(x_neg, log_q, slots, results)``; ``log_q`` and ``results`` None on
-        the path that does not have them; no slots for proposal draws."""
+        """``(x_neg, log_q, slots, results)``: proposal draws with their ``log q``
+        (no slots, no chain results), or chain states (``log_q`` None)."""
         if self.proposal is not None:
             x_neg, log_q = self._proposal_negatives(seed)
-            return x_neg, log_q, tf.zeros([0], tf.int32), None
+            return x_neg, log_q, None, None
         x_neg, slots, results = self._negatives(batch_size, seed)
         return x_neg, None, slots, results
 
@@ -586,7 +585,7 @@ class EnergyModel(keras.Model):
         batch_size = tf.shape(x_pos)[0]
         seed, _ = self._step_seeds()
         x_neg, log_q, slots, results = self._training_negatives(batch_size, seed)
-        kept = x_neg if log_q is None else x_neg[:0]  # what goes to the buffer
+        chains = results is not None  # chain states go back to the buffer
         # the constraint's recomputation does not depend on x_neg: without this
         # dependency TF runs it concurrently with the chain, and on a few CPU cores
         # the two fight for the same threads
@@ -609,9 +608,9 @@ class EnergyModel(keras.Model):
                 grads,
                 variables,
                 finite,
-                self.buffer if log_q is None else None,  # proposal: nothing to write
+                self.buffer if chains else None,
                 slots,
-                kept,
+                x_neg,
                 on_applied=self._after_update,
             )
         else:
@@ -620,8 +619,8 @@ class EnergyModel(keras.Model):
                 # a non-finite step changes nothing: weights, optimizer, buffer stay
                 self.optimizer.apply_gradients(zip(grads, variables))
                 self._after_update()
-                self.buffer.write(slots, kept)
-                if results is not None:
+                if chains:
+                    self.buffer.write(slots, x_neg)
                     self.sampler.adapt(results)
                 return tf.constant(True)
 

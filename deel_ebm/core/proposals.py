@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from deel_ebm import nets
 from deel_ebm._backend import keras, tf
 from deel_ebm._checks import (
     check_count,
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 #: Above this many dimensions (flattened) the default model trains with chains.
-MAX_PROPOSAL_DIM = 8
+MAX_PROPOSAL_DIM = nets.LOW_DIM
 DEFAULT_N_COMPONENTS = 50
 DEFAULT_INFLATE = 1.2
 DEFAULT_UNIFORM = 0.1
@@ -194,31 +195,24 @@ class MixtureProposal(keras.layers.Layer):
         self.sample_shape = shape
         d, c = int(np.prod(shape)), self.n_components
         self.dim = d
-        zeros = keras.initializers.Zeros()
-        self.means = self.add_weight(
-            name="means", shape=(c, d), initializer=zeros, trainable=False
-        )
-        self.scale_tril = self.add_weight(
-            name="scale_tril", shape=(c, d, d), initializer=zeros, trainable=False
-        )
-        self.precision_tril = self.add_weight(
-            name="precision_tril", shape=(c, d, d), initializer=zeros, trainable=False
-        )
-        self.log_weights = self.add_weight(
-            name="log_weights", shape=(c,), initializer=zeros, trainable=False
-        )
-        self.log_norm = self.add_weight(
-            name="log_norm", shape=(c,), initializer=zeros, trainable=False
-        )
-        self.low = self.add_weight(
-            name="low", shape=(d,), initializer=zeros, trainable=False
-        )
-        self.high = self.add_weight(
-            name="high", shape=(d,), initializer=zeros, trainable=False
-        )
-        self.fitted = self.add_weight(
-            name="fitted", shape=(), initializer=zeros, trainable=False
-        )
+        shapes = {  # the fitted parameters (set by fit), in variables
+            "means": (c, d),
+            "scale_tril": (c, d, d),
+            "precision_tril": (c, d, d),  # P with P Pᵀ = Σ⁻¹
+            "log_weights": (c,),
+            "log_norm": (c,),  # log weight − log-normaliser of each component
+            "low": (d,),
+            "high": (d,),
+            "fitted": (),
+        }
+        for name, var_shape in shapes.items():
+            weight = self.add_weight(
+                name=name,
+                shape=var_shape,
+                initializer=keras.initializers.Zeros(),
+                trainable=False,
+            )
+            setattr(self, name, weight)
         super().build(input_shape)
 
     @property

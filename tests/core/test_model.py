@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import mixture_2d, small_model
+from conftest import max_grad_norm, mixture_2d, small_model
 
 import deel_ebm
 from deel_ebm._backend import tf
@@ -208,14 +208,6 @@ def test_sample_shapes_and_options():
 
 
 # ------------------------------------------------------------ Lipschitz guarantee
-def _max_grad_norm(fn, x):
-    x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        e = fn(x)
-    return float(tf.reduce_max(tf.norm(tape.gradient(e, x), axis=1)))
-
-
 @pytest.mark.slow
 def test_trained_energy_is_k_lipschitz_through_every_public_path(tmp_path):
     k = 10.0
@@ -225,7 +217,7 @@ def test_trained_energy_is_k_lipschitz_through_every_public_path(tmp_path):
     probe = np.random.default_rng(2).uniform(-4, 4, (20_000, 2)).astype("float32")
     probe = np.concatenate([probe, x, model.buffer.storage.numpy()])
     bound = k * (1 + 1e-3)
-    g_energy = _max_grad_norm(model.energy, probe)
+    g_energy = max_grad_norm(model.energy, probe)
     assert g_energy <= bound
     assert g_energy > 0.2 * k  # not a flat energy: the test can fail (about 0.3 k)
     # the gradients the chains use
@@ -234,7 +226,7 @@ def test_trained_energy_is_k_lipschitz_through_every_public_path(tmp_path):
     # a saved-then-loaded model
     model.save(tmp_path / "m.keras")
     loaded = tf.keras.models.load_model(tmp_path / "m.keras")
-    assert _max_grad_norm(loaded.energy, probe) <= bound
+    assert max_grad_norm(loaded.energy, probe) <= bound
     np.testing.assert_allclose(loaded.energy(probe), model.energy(probe), atol=1e-5)
 
 

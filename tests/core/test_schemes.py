@@ -3,19 +3,11 @@ maximum likelihood), a learned k, adapted MALA chains, the weight average."""
 
 import numpy as np
 import pytest
-from conftest import mixture_2d
+from conftest import max_grad_norm, mixture_2d
 
 import deel_ebm
 from deel_ebm._backend import tf
 from deel_ebm.core.proposals import MixtureProposal
-
-
-def _max_grad_norm(fn, x):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        e = fn(x)
-    return float(tf.reduce_max(tf.norm(tape.gradient(e, x), axis=1)))
 
 
 def _default_model(**kw):
@@ -148,11 +140,11 @@ def test_learned_k_follows_the_likelihood_stays_capped_and_certified(tmp_path):
     assert k <= 12.0
     probe = np.random.default_rng(0).uniform(-4, 4, (20_000, 2)).astype(np.float32)
     probe = np.concatenate([probe, x])
-    assert _max_grad_norm(model.energy, probe) <= k * (1 + 1e-3)
+    assert max_grad_norm(model.energy, probe) <= k * (1 + 1e-3)
     model.save(tmp_path / "k.keras")
     loaded = tf.keras.models.load_model(tmp_path / "k.keras")
     assert loaded.k_coef_lip == pytest.approx(k) and loaded.learn_k
-    assert _max_grad_norm(loaded.energy, probe) <= k * (1 + 1e-3)
+    assert max_grad_norm(loaded.energy, probe) <= k * (1 + 1e-3)
     bound = deel_ebm.certificates.lipschitz_upper_bound(loaded.network)
     assert bound * loaded.k_coef_lip <= 12.0 * (1 + 1e-3)
 

@@ -12,7 +12,7 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
-from conftest import mixture_2d, small_model
+from conftest import max_grad_norm, mixture_2d, small_model
 
 import deel_ebm
 from deel_ebm import export
@@ -41,15 +41,6 @@ def _fresh_model():
     model = small_model()
     model.optimizer.build(model.trainable_variables)
     return model
-
-
-def _max_grad_norm(fn, x):
-    x = tf.convert_to_tensor(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        e = fn(x)
-    g = tf.reshape(tape.gradient(e, x), [x.shape[0], -1])
-    return float(tf.reduce_max(tf.norm(g, axis=1)))
 
 
 @pytest.fixture(scope="module")
@@ -456,7 +447,7 @@ def test_export_vanilla_matches_the_convnet_energy_and_bound():
     _assert_plain(plain)
     x = np.random.default_rng(1).uniform(-0.5, 1.5, (1024, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(plain(x), model.energy(x), rtol=1e-5, atol=1e-5)
-    g_plain, g_model = _max_grad_norm(plain, x), _max_grad_norm(model.energy, x)
+    g_plain, g_model = max_grad_norm(plain, x), max_grad_norm(model.energy, x)
     assert g_plain <= K * (1 + 1e-3)
     assert g_plain == pytest.approx(g_model, rel=1e-3)
 
@@ -464,10 +455,10 @@ def test_export_vanilla_matches_the_convnet_energy_and_bound():
 def test_exported_mlp_energy_is_k_lipschitz(trained, probe):
     plain = export.export_vanilla(trained)
     x = np.concatenate([probe, trained.buffer.storage.numpy()])
-    g_plain = _max_grad_norm(plain, x)
+    g_plain = max_grad_norm(plain, x)
     assert g_plain <= K * (1 + 1e-3)
     # the same function as the model's, not a flat one: the bound can fail
-    assert g_plain == pytest.approx(_max_grad_norm(trained.energy, x), rel=1e-3)
+    assert g_plain == pytest.approx(max_grad_norm(trained.energy, x), rel=1e-3)
     assert g_plain > 0.2 * K
 
 
