@@ -60,6 +60,25 @@ def _prepare_environment() -> None:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 
+def _is_command_line() -> bool:
+    """Whether this process is the ``deel-ebm`` command (or ``python -m deel_ebm``)."""
+    argv = sys.argv or [""]
+    name = os.path.basename(argv[0])
+    return name in ("deel-ebm", "deel-ebm.exe", "deel-ebm-script.py") or (
+        name == "-m" and "deel_ebm" in sys.modules  # -m while the module is located
+    )
+
+
+def _quiet_native_log() -> None:
+    """The ``deel-ebm`` command silences TensorFlow's C++ start-up log
+    (``TF_CPP_MIN_LOG_LEVEL=3``) unless ``--tf-log`` is given or the variable is
+    already set; the library itself never changes it."""
+    if "tensorflow" in sys.modules or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    if _is_command_line() and "--tf-log" not in sys.argv:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
 def _check_keras2(tf_module) -> None:
     module = tf_module.keras.Model.__module__
     if module.startswith("tf_keras"):
@@ -74,6 +93,7 @@ def _check_keras2(tf_module) -> None:
 
 
 _prepare_environment()
+_quiet_native_log()
 import tensorflow as tf  # noqa: E402
 
 _check_keras2(tf)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -93,54 +94,185 @@ def _add_recipe(p):
     g = p.add_argument_group("recipe (defaults marked auto are chosen from the data)")
     for _, flag, kwargs in recipe_options():
         g.add_argument(flag, **kwargs)
-    g.add_argument("--quiet", action="store_true", help="one line per epoch")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _radius(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(
+            f"a radius is a finite number >= 0, got {text}"
+        )
+    return value
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--tf-log",
+        action="store_true",
+        help="show TensorFlow's native start-up and compilation log (hidden by "
+        "default)",
+    )
+    parser = _Parser(
         prog="deel-ebm",
         description="Energy-based models with a certified k-Lipschitz energy.",
+        parents=[common],
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("demo", help="train the default recipe on 8gaussians (~2 min)")
-    p.add_argument("--out", default=DEMO_DIR, help="run folder to write")
-    p.add_argument("--dataset", default="8gaussians", help="built-in 2D density")
-    p.add_argument("--max-minutes", type=float, default=2.0, help="time budget")
-
-    p = sub.add_parser("train", help="train on a built-in dataset or a .npy array")
+    p = sub.add_parser(
+        "demo",
+        help="train the default recipe on 8gaussians (~2 min)",
+        parents=[common],
+    )
+    p.add_argument(
+        "--out", default=DEMO_DIR, help=f"run folder to write (default: {DEMO_DIR})"
+    )
     p.add_argument(
         "--dataset",
-        required=True,
-        help="8gaussians, rings, checkerboard, 2spirals, pinwheel, moons, "
-        "digits, or a path to an (n, d) / (n, h, w, c) .npy file",
+        default="8gaussians",
+        help="built-in 2D density (default: 8gaussians)",
     )
-    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument(
+        "--max-minutes",
+        type=_minutes,
+        default=2.0,
+        help="time budget in minutes (default: 2)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in --out (default: on for the demo folder)",
+    )
+
+    p = sub.add_parser(
+        "train",
+        help="train on a built-in dataset or a .npy array",
+        parents=[common],
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="8gaussians, rings, checkerboard, 2spirals, pinwheel, moons, "
+        "digits, or a path to an (n, d) / (n, h, w, c) .npy file (required, "
+        "except with --resume)",
+    )
+    p.add_argument("--out", required=True, help="run folder to write (required)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run in --out (off by default: refused)",
+    )
+    mode.add_argument(
+        "--resume",
+        action="store_true",
+        help="train the run in --out further, from its saved state (only "
+        "--epochs, default: as many again, and --max-minutes may be given)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines, only the summary (off by default: a line at "
+        "most every 10 s)",
+    )
     _add_recipe(p)
 
-    p = sub.add_parser("sample", help="draw samples from a trained run")
-    p.add_argument("--model", required=True, help="run folder")
-    p.add_argument("-n", type=int, default=1000, help="number of samples")
-    p.add_argument("--out", required=True, help="samples.npy or samples.png")
-    p.add_argument("--num-steps", type=int, default=None, help="chain length")
-    p.add_argument("--mala", action="store_true", help="Metropolis-adjusted chains")
-    p.add_argument("--seed", type=int, default=0)
-
-    p = sub.add_parser("score", help="energies (and in/out decisions) of an array")
-    p.add_argument("--model", required=True, help="run folder")
-    p.add_argument("--input", required=True, help="x.npy, shape (n, *sample_shape)")
-    p.add_argument("--out", required=True, help="energies.npy to write")
+    p = sub.add_parser(
+        "sample", help="draw samples from a trained run", parents=[common]
+    )
     p.add_argument(
-        "--epsilon",
-        type=float,
-        default=0.0,
-        help="report decisions certified against perturbations of norm eps",
+        "--model", required=True, help="run folder or .keras file (required)"
+    )
+    p.add_argument(
+        "-n", type=_positive_int, default=1000, help="number of samples (default: 1000)"
+    )
+    p.add_argument(
+        "--out", required=True, help="samples.npy or samples.png to write (required)"
+    )
+    p.add_argument(
+        "--num-steps",
+        type=_positive_int,
+        default=None,
+        help="chain length (default: the model's sampler's)",
+    )
+    p.add_argument(
+        "--mala",
+        action="store_true",
+        help="Metropolis-adjusted chains with the model's step size; prints the "
+        "acceptance rate (off by default)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the chains (default: 0)"
     )
 
-    p = sub.add_parser("evaluate", help="metrics of a run beside sklearn baselines")
-    p.add_argument("--model", required=True, help="run folder")
-    p.add_argument("--json", default=None, help="also write the table here")
+    p = sub.add_parser(
+        "score", help="energies (and in/out decisions) of an array", parents=[common]
+    )
+    p.add_argument(
+        "--model", required=True, help="run folder or .keras file (required)"
+    )
+    p.add_argument(
+        "--input", required=True, help="x.npy, shape (n, *sample_shape) (required)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="energies.npy to write; the certified radii go beside it in "
+        "<name>_radius.npy (required)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=_radius,
+        default=0.0,
+        help="count decisions certified against every perturbation of l2 norm "
+        "up to epsilon (>= 0; default: 0)",
+    )
+
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a run beside sklearn baselines",
+        parents=[common],
+    )
+    p.add_argument("--model", required=True, help="run folder (required)")
+    p.add_argument(
+        "--json", default=None, help="also write the table here (.json; default: none)"
+    )
     return parser
+
+
+#: ``train`` options that ``--resume`` accepts (the rest is the run's recipe)
+RESUME_OPTIONS = ("epochs", "max_minutes")
 
 
 def _config_from_args(args):
@@ -168,6 +300,20 @@ def _summary(metrics):
     return "\n".join(lines)
 
 
+def _check_writable(path: Path, suffixes) -> Path:
+    """``path`` if a file can be written there (checked before any work)."""
+    if path.suffix not in suffixes:
+        raise ValueError(f"--out must end in {' or '.join(suffixes)}, got {path.name}")
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write {path}: {parent} is not a writable folder")
+    return path
+
+
 def cmd_demo(args):
     from deel_ebm import datasets
     from deel_ebm.app.runs import RunConfig, train_run
@@ -177,19 +323,49 @@ def cmd_demo(args):
     config = RunConfig(dataset=args.dataset, epochs=1000, max_minutes=args.max_minutes)
     print(
         f"deel-ebm demo: {config.dataset}, default recipe, "
-        f"budget {args.max_minutes} min -> {args.out}"
+        f"budget {args.max_minutes:g} min -> {args.out}"
     )
-    metrics = train_run(config, args.out, verbose=0)
+    # the demo folder is the demo's own: running it again replaces it
+    overwrite = args.overwrite or Path(args.out) == Path(DEMO_DIR)
+    metrics = train_run(config, args.out, overwrite=overwrite)
     print(_summary(metrics))
     print(f"wrote {sorted(p.name for p in Path(args.out).iterdir())}")
 
 
 def cmd_train(args):
-    from deel_ebm.app.runs import train_run
+    from deel_ebm.app.runs import RunConfig, resume_run, train_run
 
-    config = _config_from_args(args).validate()
-    metrics = train_run(config, args.out, verbose=0 if args.quiet else 1)
+    every = None if args.quiet else 10.0
+    if args.resume:
+        defaults = RunConfig()
+        changed = [
+            flag
+            for name, flag, _ in recipe_options()
+            if name not in RESUME_OPTIONS
+            and getattr(args, name) != getattr(defaults, name)
+        ]
+        if args.dataset is not None:
+            changed.insert(0, "--dataset")
+        if changed:
+            raise ValueError(
+                f"--resume trains the run's own recipe on its own data; drop "
+                f"{' '.join(changed)} (only --epochs and --max-minutes apply)"
+            )
+        metrics = resume_run(
+            args.out,
+            epochs=args.epochs,
+            max_minutes=args.max_minutes,
+            progress_every=every,
+        )
+    else:
+        if args.dataset is None:
+            raise ValueError("--dataset is required (unless --resume)")
+        config = _config_from_args(args).validate()
+        metrics = train_run(
+            config, args.out, overwrite=args.overwrite, progress_every=every
+        )
     print(_summary(metrics))
+    print(f"run folder: {args.out}")
 
 
 def cmd_sample(args):
@@ -197,53 +373,64 @@ def cmd_sample(args):
     from deel_ebm.app.runs import load_run
     from deel_ebm.core.samplers import MALASampler
 
-    out = Path(args.out)
-    if out.suffix not in (".npy", ".png"):
-        raise ValueError(f"--out must end in .npy or .png, got {out.name}")
-    if args.n < 1:
-        raise ValueError(f"-n must be positive, got {args.n}")
+    out = _check_writable(Path(args.out), (".npy", ".png"))
     model, _, _ = load_run(args.model)
+    if out.suffix == ".png" and not (
+        len(model.sample_shape) == 3 or model.sample_shape == (2,)
+    ):
+        raise ValueError("a .png needs 2D samples or images; use .npy")
     sampler = None
     if args.mala:
         sampler = MALASampler(
             num_steps=args.num_steps or model.sampler.num_steps,
             step_size=float(model.sampler.step_size.numpy()),
         )  # the MH correction of the model's Langevin proposal
-    x = model.sample(args.n, num_steps=args.num_steps, sampler=sampler, seed=args.seed)
+    x, results = model.sample(
+        args.n,
+        num_steps=args.num_steps,
+        sampler=sampler,
+        seed=args.seed,
+        return_results=True,
+    )
     x = x.numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         np.save(out, x)
     elif x.ndim == 4:
         plotting.save_figure(plotting.plot_image_grid(x[:100]), out)
-    elif x.shape[1] == 2:
-        plotting.save_figure(plotting.plot_samples(x), out)
     else:
-        raise ValueError("a .png needs 2D samples or images; use .npy")
-    print(f"wrote {len(x)} samples to {out}")
+        plotting.save_figure(plotting.plot_samples(x), out)
+    line = f"wrote {len(x)} samples to {out}"
+    if args.mala:
+        line += f" (MALA acceptance rate {float(results.acceptance_rate):.1%})"
+    print(line)
 
 
 def cmd_score(args):
     from deel_ebm import certificates
     from deel_ebm.app.runs import check_input, load_array, load_run
 
+    out = _check_writable(Path(args.out), (".npy",))
     model, _, metrics = load_run(args.model)
     x = check_input(model, load_array(args.input), "--input")
     e = model.energy(x, batch_size=65536).numpy()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, e)
     print(f"wrote {len(e)} energies to {out} (mean {e.mean():.3f})")
     t = metrics.get("threshold")
-    if t is not None:
-        radius = certificates.certified_radius(e, t, model.k_coef_lip)
-        inside = radius > args.epsilon
-        print(
-            f"threshold t = {t:.4f} (rejects {metrics['threshold_fpr']:.0%} of "
-            f"held-out data); in-distribution: {inside.mean():.1%}"
-            + (f", certified at radius {args.epsilon}" if args.epsilon else "")
-        )
-        np.save(out.with_name(out.stem + "_radius.npy"), radius)
+    if t is None:
+        print("no calibrated threshold (not a run folder): energies only")
+        return
+    radius = certificates.certified_radius(e, t, model.k_coef_lip)
+    inside = radius > args.epsilon
+    print(
+        f"threshold t = {t:.4f} (rejects {metrics['threshold_fpr']:.0%} of "
+        f"held-out data); in-distribution: {inside.mean():.1%}"
+        + (f", certified at radius {args.epsilon:g}" if args.epsilon else "")
+    )
+    radius_out = out.with_name(out.stem + "_radius.npy")
+    np.save(radius_out, radius)
+    print(f"wrote the certified radii to {radius_out}")
 
 
 def cmd_evaluate(args):
@@ -265,12 +452,33 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
+    """Run the command; 0 on success, 2 on bad input, 130 when interrupted."""
+    from deel_ebm.app._native_log import filtered_stderr
+
     args = build_parser().parse_args(argv)
-    try:
-        COMMANDS[args.command](args)
-    except (ValueError, TypeError) as err:
-        print(f"deel-ebm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    args.tf_log = args.tf_log or "--tf-log" in (sys.argv if argv is None else argv)
+    if not args.tf_log:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+    prefix = f"deel-ebm {args.command}: error:"
+    with filtered_stderr(enabled=not args.tf_log):
+        try:
+            COMMANDS[args.command](args)
+        except (ValueError, TypeError) as err:
+            print(f"{prefix} {err}", file=sys.stderr)
+            return 2
+        except OSError as err:
+            what = f"cannot write or read {err.filename}: " if err.filename else ""
+            print(f"{prefix} {what}{err.strerror or err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(
+                f"deel-ebm {args.command}: interrupted; nothing was written "
+                "(an earlier run folder is left as it was)",
+                file=sys.stderr,
+            )
+            return 130
     return 0
 
 

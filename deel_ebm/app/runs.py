@@ -10,10 +10,10 @@ through :func:`train_run`, so every number they report comes from one recipe.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +22,8 @@ import numpy as np
 
 from deel_ebm import certificates, datasets, export, keras, nets, plotting
 from deel_ebm import metrics as metrics_lib
+from deel_ebm.app import folders
+from deel_ebm.app.progress import Progress, TimeBudget, interrupt_stops_training
 from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
 from deel_ebm.core import model as model_lib
 
@@ -35,7 +37,9 @@ __all__ = [
     "default_loss",
     "default_optimizer",
     "train_run",
+    "resume_run",
     "load_run",
+    "scale_warning",
     "load_array",
     "TimeBudget",
     "energy_fn",
@@ -50,6 +54,13 @@ DEFAULT_FPR = 0.05  # share of held-out data rejected by the calibrated threshol
 #: fields left at ``None`` are chosen from the data by :meth:`RunConfig.resolved`).
 RECIPE_N_TRAIN = 20_000
 RECIPE_N_TEST = 5_000
+#: the fewest training / test points a run accepts
+MIN_TRAIN_POINTS = 100
+MIN_TEST_POINTS = 10
+#: validation points evaluated during training (the first of the test split),
+#: at most about ``VALIDATIONS`` times in a run
+VALIDATION_POINTS = 2048
+VALIDATIONS = 20
 RECIPE_LEARNING_RATE = 1e-3
 RECIPE_EMA_MOMENTUM = 0.995
 #: Adam's beta_1 with proposal negatives / with chains (chains: no momentum, as
@@ -99,8 +110,20 @@ class RunConfig:
         "path to an (n, d) / (n, h, w, c) .npy file",
         cli=False,
     )
-    n_train: int = _opt(RECIPE_N_TRAIN, "training points drawn from a 2D density")
-    n_test: int = _opt(RECIPE_N_TEST, "test points drawn from a 2D density")
+    n_train: int | None = _opt(
+        None,
+        "training points (drawn from a 2D density; the first of the shuffled "
+        "training split otherwise)",
+        type=int,
+        auto=f"{RECIPE_N_TRAIN} from a 2D density, else the whole training split",
+    )
+    n_test: int | None = _opt(
+        None,
+        "test points (drawn from a 2D density; the first of the shuffled test "
+        "split otherwise)",
+        type=int,
+        auto=f"{RECIPE_N_TEST} from a 2D density, else the whole test split",
+    )
     lipschitz: bool = _opt(
         True,
         "ablation: the same net without the Lipschitz constraint",
@@ -213,13 +236,66 @@ class RunConfig:
     max_minutes: float | None = _opt(None, "stop training after this wall time")
 
     def validate(self):
-        optional = ("num_steps", "batch_size")
-        for name in ("n_train", "n_test", "buffer_size", "num_negatives", *optional):
+        """``self`` if every field is valid; a one-line ValueError otherwise."""
+        optional = ("num_steps", "batch_size", "n_train", "n_test")
+        for name in ("buffer_size", "num_negatives", *optional):
             value = getattr(self, name)
             if value is None and name in optional:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, least in (("n_train", MIN_TRAIN_POINTS), ("n_test", MIN_TEST_POINTS)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ValueError(
+                    f"{name} must be at least {least} (a density is estimated "
+                    f"from the data), got {value}"
+                )
+        for name in (
+            "k_coef_lip",
+            "step_size",
+            "learning_rate",
+            "k_max",
+            "beta_1",
+            "target_accept",
+            "ema_momentum",
+            "init_temperature",
+            "anneal_fraction",
+            "reinit_prob",
+            "l2_weight",
+            "max_minutes",
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
+        if not self.init_temperature >= 1:
+            raise ValueError(
+                f"init_temperature must be >= 1 (1: no annealing), got "
+                f"{self.init_temperature}"
+            )
+        for name in ("anneal_fraction", "reinit_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(
+                    f"{name} must lie in [0, 1], got {getattr(self, name)}"
+                )
+        if self.l2_weight < 0:
+            raise ValueError(f"l2_weight must be >= 0, got {self.l2_weight}")
+        if self.domain is not None and not (
+            len(self.domain) == 2
+            and all(math.isfinite(v) for v in self.domain)
+            and self.domain[0] < self.domain[1]
+        ):
+            raise ValueError(
+                f"domain must be two finite numbers low < high, got {self.domain}"
+            )
         if self.epochs is not None and (
             isinstance(self.epochs, bool)
             or not isinstance(self.epochs, int)
@@ -382,23 +458,63 @@ def load_data(config: RunConfig):
     name = config.dataset
     if name in datasets.DENSITIES:
         x_train, x_test = datasets.load_2d(
-            name, config.n_train, config.n_test, config.seed
+            name,
+            config.n_train or RECIPE_N_TRAIN,
+            config.n_test or RECIPE_N_TEST,
+            config.seed,
         )
         return x_train, x_test, datasets.get_density(name).domain
     if name == "digits":
         data = datasets.load_digits(seed=config.seed)
-        return data.x_train, data.x_test, datasets.DIGITS_DOMAIN
-    if name.endswith(".npy"):
+        x_train, x_test, domain = data.x_train, data.x_test, datasets.DIGITS_DOMAIN
+    elif name.endswith(".npy"):
         x = load_array(name)
         rng = np.random.default_rng(config.seed)
         x = x[rng.permutation(len(x))]
         n_test = max(1, len(x) // 10)
         lo, hi = float(x.min()), float(x.max())
         margin = 0.1 * (hi - lo) or 1.0
-        return x[n_test:], x[:n_test], (lo - margin, hi + margin)
-    raise ValueError(
-        f"unknown dataset {name!r}: use one of {list(datasets.DENSITIES)}, "
-        "'digits', or a path to a .npy file"
+        x_train, x_test, domain = x[n_test:], x[:n_test], (lo - margin, hi + margin)
+    else:
+        raise ValueError(
+            f"unknown dataset {name!r}: use one of {list(datasets.DENSITIES)}, "
+            "'digits', or a path to a .npy file"
+        )
+    for split, field, x, least in (
+        ("training", "n_train", x_train, MIN_TRAIN_POINTS),
+        ("test", "n_test", x_test, MIN_TEST_POINTS),
+    ):
+        wanted = getattr(config, field)
+        if wanted is not None and wanted > len(x):
+            raise ValueError(
+                f"{name} has {len(x)} {split} points; {field} asks for {wanted}"
+            )
+        if len(x) < least:
+            raise ValueError(
+                f"{name} has {len(x)} {split} points (a tenth of the array is held "
+                f"out for testing); a run needs at least {least}"
+            )
+    x_train = x_train[: config.n_train] if config.n_train else x_train
+    x_test = x_test[: config.n_test] if config.n_test else x_test
+    return x_train, x_test, domain
+
+
+def scale_warning(x) -> str | None:
+    """A one-line warning when data are far from unit scale, else ``None``.
+
+    The defaults (k, the step size, the proposal's box) assume coordinates of
+    order 1, as for the built-in data; data of scale 1e6 train to losses of
+    1e12, data of scale 1e-4 to a flat energy.
+    """
+    flat = np.asarray(x, np.float64).reshape(len(x), -1)
+    scale = float(np.median(flat.std(axis=0)))
+    offset = float(np.max(np.abs(flat.mean(axis=0))))
+    if 1e-2 <= scale <= 1e2 and offset <= 1e2 * max(scale, 1e-2):
+        return None
+    return (
+        f"the data are far from unit scale (median std {scale:.3g}, largest "
+        f"|mean| {offset:.3g}); the defaults (k, step size, proposal box) assume "
+        "coordinates of order 1: standardise them first, (x - mean) / std"
     )
 
 
@@ -511,57 +627,7 @@ def build_model(
     return model
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training once ``minutes`` of wall time are spent (checked per batch)."""
-
-    def __init__(self, minutes: float):
-        super().__init__()
-        if not minutes > 0:
-            raise ValueError(f"minutes must be positive, got {minutes}")
-        self.seconds = 60.0 * minutes
-        self.start = None
-        self.stopped = False
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
-            self.stopped = True
-
-
-class _Progress(keras.callbacks.Callback):
-    """Progress of long runs when verbose=0: an epoch's line at most every
-    ``every`` seconds (short epochs would flood the terminal), and the last."""
-
-    def __init__(self, epochs, log, every=10.0):
-        super().__init__()
-        self.epochs, self.log, self.every = epochs, log, every
-        self.t0 = time.perf_counter()
-        self.last = -float("inf")
-
-    def on_epoch_end(self, epoch, logs=None):
-        elapsed = time.perf_counter() - self.t0
-        if elapsed - self.last < self.every and epoch + 1 < self.epochs:
-            return
-        self.last = elapsed
-        logs = logs or {}
-        keys = ("loss", "energy_gap", "e_pos", "e_neg", "grad_norm", "ess")
-        shown = " ".join(f"{k}={logs[k]:.3g}" for k in keys if k in logs)
-        self.log(f"epoch {epoch + 1}/{self.epochs} [{elapsed:.0f}s] {shown}")
-
-
 # ------------------------------------------------------------------ runs
-def _write_history(path, history):
-    keys = list(history)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["epoch", *keys])
-        for i in range(len(history[keys[0]]) if keys else 0):
-            writer.writerow([i + 1, *(history[k][i] for k in keys)])
-
-
 def to_jsonable(value):
     """``value`` with NumPy numbers and arrays as Python ones (NaN, Inf: None)."""
     if isinstance(value, dict):
@@ -580,21 +646,79 @@ def energy_fn(model):
     return lambda x: model.energy(np.asarray(x, np.float32), batch_size=65536).numpy()
 
 
+def _history_rows(history: dict, progress: Progress) -> list[dict]:
+    """Keras' per-epoch history joined with the step and time of each epoch;
+    validation metrics (``val_*``) are empty on the epochs without validation."""
+    rows = [dict(r) for r in progress.rows]
+    train_keys = [k for k in history if not k.startswith("val_")]
+    val_keys = [k for k in history if k.startswith("val_")]
+    for i, row in enumerate(rows):
+        for key in train_keys:
+            if i < len(history[key]):
+                row[key] = history[key][i]
+    if val_keys:  # Keras appends val_* only on the epochs that validated
+        validated = [r for r in rows if r.get("_validated")]
+        for key in val_keys:
+            for row, value in zip(validated, history[key]):
+                row[key] = value
+    for row in rows:
+        row.pop("_validated", None)
+    return rows
+
+
+class _ValidationMarks(keras.callbacks.Callback):
+    """Marks the progress rows of the epochs whose logs hold validation."""
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    def on_epoch_end(self, epoch, logs=None):
+        if any(k.startswith("val_") for k in (logs or {})) and self.progress.rows:
+            self.progress.rows[-1]["_validated"] = True
+
+
 def train_run(
-    config: RunConfig, out_dir, verbose: int = 1, log=print, **factories
+    config: RunConfig,
+    out_dir,
+    verbose: int = 0,
+    log=print,
+    *,
+    overwrite: bool = False,
+    progress_every: float | None = 10.0,
+    callbacks=(),
+    **factories,
 ) -> dict:
     """Train ``config`` and write a run folder; returns the metrics dict.
 
-    ``factories`` (``network_fn``, ``sampler_fn``, ...) go to :func:`build_model`.
+    The folder is written atomically (:func:`~deel_ebm.app.folders.staged`):
+    on an error or a second Ctrl-C, ``out_dir`` is left as it was; a first
+    Ctrl-C stops training after the current step and saves the run as usual
+    (``stop_reason`` says so; :func:`resume_run` trains it further).
+
+    Args:
+        config: the recipe.
+        out_dir: the run folder; an existing run is replaced only with
+            ``overwrite`` (an empty folder is used as is).
+        verbose: 0: progress lines at most every ``progress_every`` seconds
+            (``None``: none); 1: Keras' epoch lines.
+        log: where progress and warnings go.
+        callbacks: more Keras callbacks for ``fit`` (e.g. TensorBoard).
+        factories: ``network_fn``, ``sampler_fn``, ... for :func:`build_model`.
+
+    Raises:
+        ValueError: bad config, data or ``out_dir`` (one line).
     """
     config.validate()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     x_train, x_test, domain = load_data(config)
+    folders.refuse_existing(out, overwrite)
     if config.domain is not None:
         domain = tuple(config.domain)
-    (out / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+    warning = scale_warning(x_train)
+    if warning:
+        log(f"warning: {warning}")
     resolved = config.resolved(x_train.shape[1:])
     if resolved.negatives == "chains" and resolved.batch_size > config.buffer_size:
         raise ValueError(
@@ -609,35 +733,150 @@ def train_run(
         )
         per_epoch = math.ceil(len(x_train) / resolved.batch_size)
         resolved = dataclasses.replace(resolved, epochs=math.ceil(steps / per_epoch))
-    config = resolved
-    callbacks = [] if verbose else [_Progress(config.epochs, log)]
-    budget = None
-    if config.max_minutes:
-        budget = TimeBudget(config.max_minutes)
-        callbacks.append(budget)
-    t0 = time.perf_counter()
-    hist = model.fit(
-        x_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=2 if verbose else 0,
+    resolved = dataclasses.replace(resolved, n_train=len(x_train), n_test=len(x_test))
+    with folders.staged(out) as staging:
+        folders.write_json(staging / "config.json", config.to_json())
+        return _fit_and_write(
+            staging,
+            model,
+            resolved,
+            (x_train, x_test, domain),
+            verbose=verbose,
+            log=log,
+            progress_every=progress_every,
+            callbacks=callbacks,
+        )
+
+
+def resume_run(
+    run_dir,
+    epochs: int | None = None,
+    max_minutes: float | None = None,
+    verbose: int = 0,
+    log=print,
+    *,
+    progress_every: float | None = 10.0,
+    callbacks=(),
+) -> dict:
+    """Train a finished run further, in place and atomically; returns the
+    new metrics.
+
+    The model (weights, optimizer state, proposal, replay buffer, weight
+    average) continues from its saved state on the run's own data and recipe;
+    ``history.csv`` goes on from the last epoch.
+
+    Args:
+        epochs: more epochs to train (default: as many as the run has trained).
+        max_minutes: a time budget for this part (default: the run's own).
+    """
+    run = Path(run_dir)
+    if folders.run_state(run) != "run":
+        raise ValueError(
+            f"{run} holds no finished run to resume (it needs "
+            f"{', '.join(folders.RUN_FILES)})"
+        )
+    model, config, metrics = load_run(run)
+    previous = metrics.get("resolved_config")
+    if not previous or "epochs_run" not in metrics:
+        raise ValueError(f"{run / 'metrics.json'} lacks the run's resolved recipe")
+    resolved = RunConfig.from_json(previous)
+    done_epochs = int(metrics["epochs_run"])
+    more = epochs if epochs is not None else max(done_epochs, 1)
+    if isinstance(more, bool) or not isinstance(more, int) or more < 1:
+        raise ValueError(f"epochs must be a positive integer, got {more!r}")
+    resolved = dataclasses.replace(
+        resolved,
+        max_minutes=max_minutes if max_minutes is not None else config.max_minutes,
+    ).validate()
+    data = load_data(config)
+    if config.domain is not None:
+        data = (*data[:2], tuple(config.domain))
+    with folders.staged(run) as staging:
+        for name in ("config.json",):
+            shutil.copy2(run / name, staging / name)
+        return _fit_and_write(
+            staging,
+            model,
+            resolved,
+            data,
+            verbose=verbose,
+            log=log,
+            progress_every=progress_every,
+            callbacks=callbacks,
+            initial_epoch=done_epochs,
+            epochs=done_epochs + more,
+            previous=(folders.read_history(run / "history.csv"), metrics),
+        )
+
+
+def _fit_and_write(
+    out,
+    model,
+    config,
+    data,
+    *,
+    verbose,
+    log,
+    progress_every,
+    callbacks,
+    initial_epoch=0,
+    epochs=None,
+    previous=None,
+):
+    """Fit ``model`` and write every file of a run into ``out``."""
+    x_train, x_test, domain = data
+    epochs = config.epochs if epochs is None else epochs
+    per_epoch = math.ceil(len(x_train) / config.batch_size)
+    history_before, metrics_before = previous or ([], {})
+    seconds_before = float(metrics_before.get("train_seconds", 0.0))
+    budget = TimeBudget(config.max_minutes) if config.max_minutes else None
+    start_step = int(model.optimizer.iterations.numpy())
+    progress = Progress(
+        total_steps=start_step + (epochs - initial_epoch) * per_epoch,
+        budget=budget,
+        log=log,
+        every=progress_every if verbose == 0 else None,
+        elapsed_offset=seconds_before,
     )
-    train_seconds = time.perf_counter() - t0
+    x_val = x_test[:VALIDATION_POINTS]
+    fit_callbacks = [progress, _ValidationMarks(progress), *callbacks]
+    if budget is not None:
+        fit_callbacks.append(budget)
+    with interrupt_stops_training(log) as interrupt:
+        fit_callbacks.append(interrupt)
+        t0 = time.perf_counter()
+        hist = model.fit(
+            x_train,
+            batch_size=config.batch_size,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            validation_data=x_val,
+            validation_freq=max(1, (epochs - initial_epoch) // VALIDATIONS),
+            callbacks=fit_callbacks,
+            verbose=2 if verbose else 0,
+        )
+        train_seconds = time.perf_counter() - t0
+    outcome = progress.outcome(interrupt.raised, model.stop_reason)
+    log(outcome)
     model.save(out / MODEL_FILE)
-    _write_history(out / "history.csv", hist.history)
+    rows = history_before + _history_rows(hist.history, progress)
+    folders.write_history(out / "history.csv", rows)
     e_test = model.energy(x_test, batch_size=65536).numpy()
     threshold = certificates.calibrate_threshold(e_test, DEFAULT_FPR)
+    epochs_run = initial_epoch + len(hist.history.get("loss", []))
+    stop_reason = model.stop_reason or ("interrupted" if interrupt.raised else None)
     metrics = {
-        "train_seconds": train_seconds,
-        "epochs_run": len(hist.history.get("loss", [])),
+        "train_seconds": seconds_before + train_seconds,
+        "epochs_run": epochs_run,
         "steps_run": int(model.optimizer.iterations),
         "stopped_by_time_budget": bool(budget and budget.stopped),
-        "stop_reason": model.stop_reason,
+        "stop_reason": stop_reason,
+        "outcome": outcome,
+        "resumed": (int(metrics_before.get("resumed", 0)) + 1) if previous else 0,
         "k_coef_lip": model.k_coef_lip,
-        "resolved_config": config.to_json(),
+        "resolved_config": dataclasses.replace(config, epochs=epochs).to_json(),
         "is_lipschitz": model.is_lipschitz,
-        "final_logs": {k: v[-1] for k, v in hist.history.items()},
+        "final_logs": {k: v[-1] for k, v in hist.history.items() if v},
         "threshold": threshold,
         "threshold_fpr": DEFAULT_FPR,
         "test_energy_mean": float(np.mean(e_test)),
@@ -649,6 +888,19 @@ def train_run(
             energy_fn(model), config.dataset, x_test=x_test
         )
         metrics["exact"] = exact
+    history = {}
+    for row in rows:
+        for key, value in row.items():
+            history.setdefault(key, []).append(value)
+    _write_figures(out, model, config, x_train, samples, history, domain)
+    metrics = to_jsonable(metrics)
+    folders.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _write_figures(out, model, config, x_train, samples, history, domain):
+    """landscape.png (2D), samples.png, curves.png."""
+    if config.dataset in datasets.DENSITIES:
         fig = plotting.plot_landscape(
             energy_fn(model), domain=domain, samples=samples[:1000], title="model"
         )
@@ -663,32 +915,48 @@ def train_run(
             energy_fn(model), domain=domain, samples=samples[:1000]
         )
         plotting.save_figure(fig, out / "landscape.png")
-    fig = plotting.plot_training_curves(hist.history)
+    skip = ("epoch", "step", "elapsed_seconds")
+    curves = {k: v for k, v in history.items() if k not in skip and "val_" not in k}
+    fig = plotting.plot_training_curves(curves)
     plotting.save_figure(fig, out / "curves.png")
-    metrics = to_jsonable(metrics)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
 
 
 def load_run(run_dir):
-    """``(model, config, metrics)`` of a run folder, with clear errors."""
+    """``(model, config, metrics)`` of a run folder, with clear errors.
+
+    ``run_dir`` may also be a ``.keras`` file: inside a run folder, the
+    folder's config and metrics come with it; elsewhere they are ``None`` and
+    ``{}`` (no calibrated threshold, no dataset to evaluate on).
+    """
     run = Path(run_dir)
-    if not run.is_dir():
-        raise ValueError(f"no such run folder: {run}")
-    missing = [n for n in (MODEL_FILE, "config.json") if not (run / n).is_file()]
-    if missing:
-        raise ValueError(f"{run} is not a deel-ebm run folder (missing {missing})")
-    try:
-        config = RunConfig.from_json(json.loads((run / "config.json").read_text()))
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{run / 'config.json'} is malformed: {err}") from err
-    metrics = {}
-    if (run / "metrics.json").is_file():
-        metrics = json.loads((run / "metrics.json").read_text())
+    if run.is_file() and run.suffix == ".keras":
+        model_file = run
+        run = run.parent
+        has_config = (run / "config.json").is_file() and model_file.name == MODEL_FILE
+    elif run.is_dir():
+        missing = [n for n in (MODEL_FILE, "config.json") if not (run / n).is_file()]
+        if missing:
+            raise ValueError(f"{run} is not a deel-ebm run folder (missing {missing})")
+        model_file, has_config = run / MODEL_FILE, True
+    elif run.exists():
+        raise ValueError(f"{run} is neither a run folder nor a .keras model file")
+    else:
+        raise ValueError(f"no such run folder or model file: {run}")
+    config, metrics = None, {}
+    if has_config:
+        try:
+            config = RunConfig.from_json(json.loads((run / "config.json").read_text()))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{run / 'config.json'} is malformed: {err}") from err
+        if (run / "metrics.json").is_file():
+            try:
+                metrics = json.loads((run / "metrics.json").read_text())
+            except ValueError as err:
+                raise ValueError(f"{run / 'metrics.json'} is malformed: {err}") from err
     try:  # checked archive, all-or-nothing, an EnergyModel or an error
-        model = export.load_model(run / MODEL_FILE)
+        model = export.load_model(model_file)
     except export.ModelLoadError as err:
-        raise ValueError(f"cannot load {run / MODEL_FILE}: {err}") from err
+        raise ValueError(f"cannot load {model_file}: {err}") from err
     return model, config, metrics
 
 

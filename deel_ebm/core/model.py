@@ -426,6 +426,7 @@ class EnergyModel(keras.Model):
         return_trajectory: bool = False,
         sampler: Kernel | None = None,
         seed=None,
+        return_results: bool = False,
     ):
         """Draw ``n`` samples of the learned density by running chains.
 
@@ -440,9 +441,13 @@ class EnergyModel(keras.Model):
             sampler: another sampler for this call, e.g. a
                 :class:`~deel_ebm.samplers.MALASampler` for exact sampling.
             seed: an int; by default each call uses the next seed of the model.
+            return_results: also return the chains'
+                :class:`~deel_ebm.core.samplers.ChainResults` (acceptance rate,
+                final energies), last.
 
         Returns:
-            samples ``(n, *sample_shape)``, and the trajectory if asked.
+            samples ``(n, *sample_shape)``, then the trajectory and the results
+            if asked.
         """
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
@@ -466,9 +471,12 @@ class EnergyModel(keras.Model):
             if x0.shape[0] != n:
                 raise ValueError(f"init has {x0.shape[0]} states, n is {n}")
         out = self._chain(sampler, num_steps, return_trajectory)(x0, seeds[1])
+        returned = [out.state.x]
         if return_trajectory:
-            return out.state.x, tf.concat([x0[None], out.trace], axis=0)
-        return out.state.x
+            returned.append(tf.concat([x0[None], out.trace], axis=0))
+        if return_results:
+            returned.append(out.results)
+        return returned[0] if len(returned) == 1 else tuple(returned)
 
     def _proposal_ready(self):
         return self.proposal is not None and self.proposal.is_fitted

@@ -105,17 +105,20 @@ def test_sample_and_score(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_train_on_a_user_array(tmp_path):
+def test_train_on_a_user_array(tmp_path, capsys):
     x = np.random.default_rng(0).normal(size=(300, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "run"
-    assert (
-        cli.main(
-            ["train", "--dataset", str(tmp_path / "x.npy"), "--out", str(out), *TINY]
-        )
-        == 0
-    )
+    argv = ["train", "--dataset", str(tmp_path / "x.npy"), "--out", str(out), *TINY]
+    code, err = _error(argv, capsys)  # TINY asks for 512 training points
+    assert code == 2 and "270 training points; n_train asks for 512" in err
+    assert not out.exists()
+    argv[argv.index("--n-train") + 1] = "200"
+    assert cli.main(argv) == 0
     assert (out / "model.keras").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resolved_config"]["n_train"] == 200
+    assert metrics["resolved_config"]["n_test"] == 30
 
 
 def _error(argv, capsys):
