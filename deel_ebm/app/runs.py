@@ -26,6 +26,7 @@ from deel_ebm.app import folders
 from deel_ebm.app.progress import Progress, TimeBudget, interrupt_stops_training
 from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
 from deel_ebm.core import model as model_lib
+from deel_ebm.core.inputs import SCALE_WARNING, scale_warning
 
 __all__ = [
     "RunConfig",
@@ -499,25 +500,6 @@ def load_data(config: RunConfig):
     return x_train, x_test, domain
 
 
-def scale_warning(x) -> str | None:
-    """A one-line warning when data are far from unit scale, else ``None``.
-
-    The defaults (k, the step size, the proposal's box) assume coordinates of
-    order 1, as for the built-in data; data of scale 1e6 train to losses of
-    1e12, data of scale 1e-4 to a flat energy.
-    """
-    flat = np.asarray(x, np.float64).reshape(len(x), -1)
-    scale = float(np.median(flat.std(axis=0)))
-    offset = float(np.max(np.abs(flat.mean(axis=0))))
-    if 1e-2 <= scale <= 1e2 and offset <= 1e2 * max(scale, 1e-2):
-        return None
-    return (
-        f"the data are far from unit scale (median std {scale:.3g}, largest "
-        f"|mean| {offset:.3g}); the defaults (k, step size, proposal box) assume "
-        "coordinates of order 1: standardise them first, (x - mean) / std"
-    )
-
-
 # ------------------------------------------------------------------ model
 def default_network(config: RunConfig, sample_shape):
     """The recipe's energy network: dense (images flattened; on 8×8 digits it
@@ -734,7 +716,8 @@ def train_run(
         per_epoch = math.ceil(len(x_train) / resolved.batch_size)
         resolved = dataclasses.replace(resolved, epochs=math.ceil(steps / per_epoch))
     resolved = dataclasses.replace(resolved, n_train=len(x_train), n_test=len(x_test))
-    with folders.staged(out) as staging:
+    with folders.staged(out) as staging, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=SCALE_WARNING)  # logged above
         folders.write_json(staging / "config.json", config.to_json())
         return _fit_and_write(
             staging,

@@ -27,6 +27,8 @@ from deel_ebm import _host_arrays
 from deel_ebm._backend import tf
 
 __all__ = [
+    "scale_warning",
+    "SCALE_WARNING",
     "resumable_dataset",
     "arrays_as_dataset",
     "shuffled_dataset",
@@ -196,3 +198,26 @@ def validation_dataset(data, batch_size: int) -> tf.data.Dataset:
     arrays = _host_arrays.host_arrays(data)
     indices = tf.data.Dataset.range(len(arrays[0])).batch(int(batch_size))
     return _host_arrays.gather_rows(indices, arrays).prefetch(tf.data.AUTOTUNE)
+
+
+#: the start of :func:`scale_warning`'s message (to filter it)
+SCALE_WARNING = "the data are far from unit scale"
+
+
+def scale_warning(x) -> str | None:
+    """A one-line warning when data are far from unit scale, else ``None``.
+
+    The defaults (k, the step size, the proposal's box) assume coordinates of
+    order 1, as for the built-in data; data of scale 1e6 train to losses of
+    1e12, data of scale 1e-4 to a flat energy.
+    """
+    flat = np.asarray(x, np.float64).reshape(len(x), -1)
+    scale = float(np.median(flat.std(axis=0)))
+    offset = float(np.max(np.abs(flat.mean(axis=0))))
+    if 1e-2 <= scale <= 1e2 and offset <= 1e2 * max(scale, 1e-2):
+        return None
+    return SCALE_WARNING + (
+        f" (median std {scale:.3g}, largest "
+        f"|mean| {offset:.3g}); the defaults (k, step size, proposal box) assume "
+        "coordinates of order 1: standardise them first, (x - mean) / std"
+    )

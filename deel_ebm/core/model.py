@@ -730,6 +730,9 @@ class EnergyModel(keras.Model):
             )
         if isinstance(x, (np.ndarray, list, tf.Tensor)):
             x = self._check_array(x, "x", as_tensor=False)
+            warning = inputs.scale_warning(x[:MAX_FIT_POINTS])
+            if warning:
+                warnings.warn(warning, UserWarning, stacklevel=3)
             if self.proposal is not None and not self.proposal.is_fitted:
                 split = kwargs.get("validation_split") or 0.0
                 self.proposal.fit(x[: int(len(x) * (1.0 - split))])  # not the val part

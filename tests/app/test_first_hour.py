@@ -336,3 +336,12 @@ def test_native_noise_filter_keeps_real_messages():
     ]
     assert all(is_noise(line) for line in noise)
     assert not any(is_noise(line) for line in kept)
+
+
+def test_fit_warns_on_badly_scaled_data():
+    from conftest import small_model
+
+    model = small_model(steps=2, capacity=256)
+    big = np.random.default_rng(0).normal(size=(256, 2)).astype("float32") * 1e6
+    with pytest.warns(UserWarning, match="far from unit scale"):
+        model.fit(big, batch_size=128, epochs=1, verbose=0)
