@@ -21,7 +21,10 @@ Schemes (see ``docs/guide.md``):
 - ``pcd``: the earlier default: chains (60 ULA steps of 5e-3, replay buffer)
   with the CD loss, k = 20, Adam(1e-3, beta_1=0) with the weight average;
 - ``pcd-ml``: chains with the maximum-likelihood loss and k = 40;
-- ``mala``: chains of MALA with step-size adaptation toward acceptance 0.57.
+- ``mala``: chains of MALA with step-size adaptation toward acceptance 0.57;
+- ``jarzynski``: 1024 Jarzynski-weighted walkers (``JarzynskiWalkers``; 60 ULA
+  steps of 5e-3 each step, resampled when the ESS falls below half), maximum
+  likelihood, k = 40.
 
 ``--units``, ``--activation`` (the net of every scheme), ``--lr`` and
 ``--model-kw`` (EnergyModel arguments, JSON; ``default`` scheme) make sweeps;
@@ -105,6 +108,15 @@ def build(scheme, domain, seed, lr=1e-3, units=None, model_kw=None, activation=N
             seed=seed,
         )
         opt, batch = _adam(ema=0.995), 256
+    elif scheme == "jarzynski":
+        model = deel_ebm.EnergyModel(
+            net,
+            k_coef_lip=40.0,
+            buffer=buffer,
+            walkers=deel_ebm.core.JarzynskiWalkers(1024),
+            seed=seed,
+        )
+        opt, batch = _adam(), 256
     else:
         raise ValueError(f"unknown scheme {scheme!r}")
     model.compile(optimizer=opt)

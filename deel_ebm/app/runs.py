@@ -26,6 +26,7 @@ from deel_ebm.app import folders
 from deel_ebm.app.progress import Progress, TimeBudget, interrupt_stops_training
 from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
 from deel_ebm.core import model as model_lib
+from deel_ebm.core import walkers as walkers_lib
 from deel_ebm.core.inputs import SCALE_WARNING, scale_warning
 
 __all__ = [
@@ -71,7 +72,7 @@ RECIPE_BETA_1_CHAINS = 0.0
 #: optimizer steps of a default run (``epochs=None``)
 RECIPE_STEPS_PROPOSAL = 2000
 RECIPE_STEPS_CHAINS = 600
-NEGATIVES = ("auto", "proposal", "chains")
+NEGATIVES = ("auto", "proposal", "chains", "walkers")
 SAMPLERS = ("langevin", "mala")
 NETS = ("dense", "conv")
 
@@ -149,11 +150,16 @@ class RunConfig:
         "auto",
         "where training negatives come from: proposal (importance-sampled maximum "
         "likelihood with a mixture fitted to the data), chains (persistent "
-        "Langevin chains), auto (proposal up to 8 dimensions, else chains)",
+        "Langevin chains from a replay buffer), walkers (Jarzynski-weighted "
+        "persistent walkers), auto (proposal up to 8 dimensions, else chains)",
         choices=NEGATIVES,
     )
-    num_negatives: int = _opt(
-        proposals.DEFAULT_NUM_NEGATIVES, "proposal draws per step (proposal)"
+    num_negatives: int | None = _opt(
+        None,
+        "proposal draws per step (proposal), or walkers (walkers)",
+        type=int,
+        auto=f"{proposals.DEFAULT_NUM_NEGATIVES} proposal draws, "
+        f"{walkers_lib.DEFAULT_NUM_WALKERS} walkers",
     )
     k_coef_lip: float | None = _opt(
         None,
@@ -238,7 +244,7 @@ class RunConfig:
 
     def validate(self):
         """``self`` if every field is valid; a one-line ValueError otherwise."""
-        optional = ("num_steps", "batch_size", "n_train", "n_test")
+        optional = ("num_steps", "batch_size", "n_train", "n_test", "num_negatives")
         for name in ("buffer_size", "num_negatives", *optional):
             value = getattr(self, name)
             if value is None and name in optional:
@@ -379,6 +385,11 @@ class RunConfig:
         units, activation = nets.default_mlp_shape(shape)
         chains = model_lib.default_sampler(shape, k)
         with_proposal = negatives == "proposal"
+        if negatives == "walkers" and self.target_accept is not None:
+            raise ValueError(
+                "target_accept adapts replay-buffer chains; walkers keep their "
+                "step size (drop --target-accept)"
+            )
         if with_proposal and self.target_accept is not None:
             raise ValueError(
                 "target_accept adapts training chains, and these data train with "
@@ -600,7 +611,14 @@ def build_model(
                 if config.negatives == "proposal"
                 else None
             ),
-            num_negatives=config.num_negatives,
+            num_negatives=config.num_negatives or proposals.DEFAULT_NUM_NEGATIVES,
+            walkers=(
+                walkers_lib.JarzynskiWalkers(
+                    config.num_negatives or walkers_lib.DEFAULT_NUM_WALKERS
+                )
+                if config.negatives == "walkers"
+                else None
+            ),
             learn_k=config.learn_k,
             k_max=config.k_max,
             weight_average=config.ema_momentum,

@@ -3,12 +3,13 @@
 Nothing here imports a measurement, export, callback or application module.
 """
 
-from deel_ebm.core import buffers, checkpoints, inputs, losses, samplers
+from deel_ebm.core import buffers, checkpoints, inputs, losses, samplers, walkers
 from deel_ebm.core.buffers import ReplayBuffer
 from deel_ebm.core.checkpoints import ModelLoadError, restore_checkpoint
 from deel_ebm.core.losses import ContrastiveDivergenceLoss, HingeKRLoss
 from deel_ebm.core.model import EnergyModel
 from deel_ebm.core.samplers import LangevinSampler, MALASampler, MetropolisHastings
+from deel_ebm.core.walkers import JarzynskiWalkers
 
 __all__ = [
     "EnergyModel",
@@ -18,6 +19,7 @@ __all__ = [
     "ReplayBuffer",
     "ContrastiveDivergenceLoss",
     "HingeKRLoss",
+    "JarzynskiWalkers",
     "ModelLoadError",
     "restore_checkpoint",
     "buffers",
@@ -25,4 +27,5 @@ __all__ = [
     "inputs",
     "losses",
     "samplers",
+    "walkers",
 ]

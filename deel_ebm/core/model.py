@@ -44,6 +44,7 @@ from deel_ebm.core.proposals import (
     MixtureProposal,
 )
 from deel_ebm.core.samplers import Kernel, LangevinSampler, compile_chain, trace_x
+from deel_ebm.core.walkers import JarzynskiWalkers
 
 __all__ = [
     "EnergyModel",
@@ -190,6 +191,7 @@ class EnergyModel(keras.Model):
         learn_k: bool | None = None,
         k_max: float | None = None,
         weight_average: float | None = DEFAULT_WEIGHT_AVERAGE,
+        walkers: JarzynskiWalkers | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -256,7 +258,14 @@ class EnergyModel(keras.Model):
         self.buffer = buffer if buffer is not None else ReplayBuffer()
         self.energy_loss = losses_lib.get(loss)
         self.seed = int(seed)
-        self.proposal = self._resolve_proposal(proposal)
+        if walkers is not None and not isinstance(walkers, JarzynskiWalkers):
+            raise TypeError(f"walkers must be JarzynskiWalkers, got {walkers!r}")
+        if walkers is not None and proposal is not None and proposal != "auto":
+            raise ValueError("pass a proposal or walkers, not both")
+        self.walkers = walkers
+        self.proposal = None if walkers else self._resolve_proposal(proposal)
+        if walkers is not None:
+            self._check_walker_sampler()
         if isinstance(num_negatives, bool) or not isinstance(
             num_negatives, numbers.Integral
         ):
@@ -273,6 +282,8 @@ class EnergyModel(keras.Model):
         self.buffer.build((None, *self.sample_shape))
         if self.proposal is not None and not self.proposal.built:
             self.proposal.build((None, *self.sample_shape))
+        if self.walkers is not None and not self.walkers.built:
+            self.walkers.build((None, *self.sample_shape))
         self.unconstrained_layers = self._find_unconstrained_layers()
         if self.unconstrained_layers:
             warnings.warn(
@@ -289,7 +300,8 @@ class EnergyModel(keras.Model):
         self._chains = _FunctionCache()
         self.stop_reason = None
         names = ("loss", "energy_gap", "e_pos", "e_neg")
-        names += ("ess",) if self.proposal is not None else ("grad_norm",)
+        weighted = self.proposal is not None or self.walkers is not None
+        names += ("ess",) if weighted else ("grad_norm",)
         self._trackers = {n: _distribute.Mean(name=n) for n in names}
         self.refresh_constraints()
         self.built = True  # every variable exists (BackupAndRestore checks it)
@@ -330,6 +342,25 @@ class EnergyModel(keras.Model):
                     f"{proposal.sample_shape}, the network expects {self.sample_shape}"
                 )
         return proposal
+
+    def _check_walker_sampler(self):
+        """Weighted walkers need Langevin moves whose importance weight is known:
+        an exact kernel, or proper unannealed Langevin dynamics."""
+        sampler = self.sampler
+        if sampler.is_calibrated:
+            return
+        noise = getattr(sampler, "noise_scale", None)
+        tempered = getattr(sampler, "init_temperature", 1.0) != 1.0
+        if noise is None or float(noise.numpy()) != 1.0 or tempered:
+            raise ValueError(
+                "Jarzynski walkers weight proper Langevin moves of the model: use "
+                "a LangevinSampler with noise_scale=1 and init_temperature=1, or "
+                "an exact kernel (MALASampler)"
+            )
+        try:
+            type(sampler).log_proposal_ratio  # noqa: B018
+        except AttributeError as err:  # pragma: no cover - every kernel has it
+            raise ValueError("the sampler cannot weight its moves") from err
 
     @property
     def uses_proposal(self) -> bool:
@@ -434,9 +465,10 @@ class EnergyModel(keras.Model):
             n: number of samples.
             num_steps: chain length (default: the sampler's).
             init: ``None`` (with a fitted proposal: its draws, resampled by
-                their importance weights ``p/q``; otherwise draws of the buffer's
-                prior), ``"buffer"`` (persistent states, at most ``capacity``) or
-                an array ``(n, *sample_shape)``.
+                their importance weights ``p/q``; with trained Jarzynski walkers:
+                the walkers, resampled by their weights; otherwise draws of the
+                buffer's prior), ``"buffer"`` (persistent states, at most
+                ``capacity``) or an array ``(n, *sample_shape)``.
             return_trajectory: also return the states ``(K + 1, n, *shape)``.
             sampler: another sampler for this call, e.g. a
                 :class:`~deel_ebm.samplers.MALASampler` for exact sampling.
@@ -462,6 +494,11 @@ class EnergyModel(keras.Model):
         )
         if init is None and self._proposal_ready():
             x0 = self._resampled_proposal(int(n), seeds[0])
+        elif init is None and self._walkers_ready():
+            picks = tf.random.stateless_categorical(
+                self.walkers.log_weights[None], int(n), seeds[0]
+            )[0]
+            x0 = tf.gather(self.walkers.x, picks)
         elif init is None:
             x0 = self.buffer.prior_sample(int(n), seeds[0])
         elif isinstance(init, str) and init == "buffer":
@@ -477,6 +514,9 @@ class EnergyModel(keras.Model):
         if return_results:
             returned.append(out.results)
         return returned[0] if len(returned) == 1 else tuple(returned)
+
+    def _walkers_ready(self):
+        return self.walkers is not None and bool(self.walkers.started.numpy() > 0)
 
     def _proposal_ready(self):
         return self.proposal is not None and self.proposal.is_fitted
@@ -552,9 +592,26 @@ class EnergyModel(keras.Model):
             x_neg = self.proposal.sample(self.num_negatives, seed)
         return x_neg, self.proposal.log_prob(x_neg, draws=self.num_negatives)
 
+    def _walker_negatives(self, seed):
+        """Jarzynski walkers moved by the sampler; ``log_q`` makes the loss weight
+        them by ``softmax(A + E_chain - E)``: their log-weights, carried to the
+        parameters of this step."""
+        if _distribute.is_distributed():
+            raise NotImplementedError(
+                "Jarzynski walkers do not run under a tf.distribute strategy yet"
+            )
+        x, log_w, e_chain, ess, resampled = self.walkers.advance(
+            self._cached_energy, self.sampler, self.buffer.domain, seed
+        )
+        self._walker_update = (x, log_w, e_chain, resampled)
+        return x, -e_chain - log_w
+
     def _training_negatives(self, batch_size, seed):
         """``(x_neg, log_q, slots, results)``: proposal draws with their ``log q``
         (no slots, no chain results), or chain states (``log_q`` None)."""
+        if self.walkers is not None:
+            x_neg, log_q = self._walker_negatives(seed)
+            return x_neg, log_q, None, None
         if self.proposal is not None:
             x_neg, log_q = self._proposal_negatives(seed)
             return x_neg, log_q, None, None
@@ -627,6 +684,8 @@ class EnergyModel(keras.Model):
                 # a non-finite step changes nothing: weights, optimizer, buffer stay
                 self.optimizer.apply_gradients(zip(grads, variables))
                 self._after_update()
+                if self.walkers is not None:
+                    self.walkers.commit(*self._walker_update)
                 if chains:
                     self.buffer.write(slots, x_neg)
                     self.sampler.adapt(results)
@@ -737,7 +796,7 @@ class EnergyModel(keras.Model):
                 split = kwargs.get("validation_split") or 0.0
                 self.proposal.fit(x[: int(len(x) * (1.0 - split))])  # not the val part
             size = batch_size
-            chains = self.proposal is None
+            chains = self.proposal is None and self.walkers is None
             if chains and min(size, len(x)) > self.buffer.capacity:
                 raise ValueError(
                     f"batch_size {size} exceeds the replay buffer capacity "
@@ -757,7 +816,7 @@ class EnergyModel(keras.Model):
                     f"dataset elements have shape {tuple(spec.shape)}; expected "
                     f"(batch, {', '.join(map(str, self.sample_shape))})"
                 )
-            chains = self.proposal is None
+            chains = self.proposal is None and self.walkers is None
             batch = spec.shape[0]
             if chains and batch is not None and batch > self.buffer.capacity:
                 raise ValueError(
@@ -832,6 +891,7 @@ class EnergyModel(keras.Model):
             "seed": self.seed,
             "proposal": keras.utils.serialize_keras_object(self.proposal),
             "num_negatives": self.num_negatives,
+            "walkers": keras.utils.serialize_keras_object(self.walkers),
             "name": self.name,
         }
 
@@ -841,7 +901,8 @@ class EnergyModel(keras.Model):
         # models saved before proposals existed trained with chains
         config.setdefault("proposal", None)
         config.setdefault("weight_average", None)
-        for key in ("network", "sampler", "buffer", "loss", "proposal"):
+        config.setdefault("walkers", None)
+        for key in ("network", "sampler", "buffer", "loss", "proposal", "walkers"):
             config[key] = keras.utils.deserialize_keras_object(
                 config[key], custom_objects=custom_objects
             )
