@@ -381,9 +381,12 @@ def cmd_sample(args):
         raise ValueError("a .png needs 2D samples or images; use .npy")
     sampler = None
     if args.mala:
+        chains = model.sampler
+        while not hasattr(chains, "step_size"):  # e.g. replica exchange: its moves
+            chains = chains.inner_kernel
         sampler = MALASampler(
             num_steps=args.num_steps or model.sampler.num_steps,
-            step_size=float(model.sampler.step_size.numpy()),
+            step_size=float(chains.step_size.numpy()),
         )  # the MH correction of the model's Langevin proposal
     x, results = model.sample(
         args.n,

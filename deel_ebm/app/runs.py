@@ -73,7 +73,7 @@ RECIPE_BETA_1_CHAINS = 0.0
 RECIPE_STEPS_PROPOSAL = 2000
 RECIPE_STEPS_CHAINS = 600
 NEGATIVES = ("auto", "proposal", "chains", "walkers")
-SAMPLERS = ("langevin", "mala")
+SAMPLERS = ("langevin", "mala", "tempering")
 NETS = ("dense", "conv")
 
 
@@ -179,7 +179,13 @@ class RunConfig:
         None, "cap of a learned k", type=float, auto="4 x the starting k"
     )
     sampler: str = _opt(
-        "langevin", "chain kernel: langevin (ULA) or mala", choices=SAMPLERS
+        "langevin",
+        "chain kernel: langevin (ULA), mala, or tempering (replica exchange of "
+        "MALA chains on a ladder from 1 to k * gap / 2)",
+        choices=SAMPLERS,
+    )
+    tempering_gap: float = _opt(
+        1.0, "tempering: width of the widest gap between modes the chains must cross"
     )
     num_steps: int | None = _opt(
         None, "chain steps per train step", type=int, auto="60 up to 8 dims, else 40"
@@ -271,6 +277,7 @@ class RunConfig:
             "reinit_prob",
             "l2_weight",
             "max_minutes",
+            "tempering_gap",
         ):
             value = getattr(self, name)
             if value is None:
@@ -293,6 +300,10 @@ class RunConfig:
                 raise ValueError(
                     f"{name} must lie in [0, 1], got {getattr(self, name)}"
                 )
+        if not self.tempering_gap > 0:
+            raise ValueError(
+                f"tempering_gap must be positive, got {self.tempering_gap}"
+            )
         if self.l2_weight < 0:
             raise ValueError(f"l2_weight must be >= 0, got {self.l2_weight}")
         if self.domain is not None and not (
@@ -548,6 +559,17 @@ def default_sampler(config: RunConfig):
     )
     if config.sampler == "mala":
         return samplers.MALASampler(target_accept=config.target_accept, **common)
+    if config.sampler == "tempering":
+        if config.init_temperature != 1.0:
+            raise ValueError("tempering replaces annealing: drop --init-temperature")
+        return samplers.ReplicaExchange(
+            samplers.MALASampler(
+                num_steps=config.num_steps, step_size=config.step_size
+            ),
+            temperatures=samplers.temperature_ladder(
+                config.k_coef_lip, config.tempering_gap
+            ),
+        )
     return samplers.LangevinSampler(**common)
 
 

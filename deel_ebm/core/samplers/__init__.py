@@ -4,6 +4,7 @@
   ``one_step``, ``is_calibrated``, ``copy``) and the chain state;
 - :mod:`~deel_ebm.core.samplers.langevin`: unadjusted Langevin (ULA), annealed;
 - :mod:`~deel_ebm.core.samplers.mala`: Metropolis-Hastings and MALA;
+- :mod:`~deel_ebm.core.samplers.tempering`: replica exchange on a ladder from k;
 - :mod:`~deel_ebm.core.samplers.driver`: :func:`sample_chain`, :func:`compile_chain`.
 """
 
@@ -32,6 +33,7 @@ from deel_ebm.core.samplers.mala import (
     MetropolisHastings,
     mala_log_accept_ratio,
 )
+from deel_ebm.core.samplers.tempering import ReplicaExchange, temperature_ladder
 
 #: Samplers by short name (the command line's ``--sampler``).
 SAMPLERS = {"langevin": LangevinSampler, "mala": MALASampler}
@@ -45,6 +47,8 @@ __all__ = [
     "LangevinSampler",
     "MetropolisHastings",
     "MALASampler",
+    "ReplicaExchange",
+    "temperature_ladder",
     "sample_chain",
     "compile_chain",
     "trace_x",

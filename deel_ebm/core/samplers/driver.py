@@ -139,6 +139,7 @@ def sample_chain(
         init,
         maximum_iterations=num_steps,
     )
+    state = kernel.finalize(state)
     results = ChainResults(
         grad_norm_mean=norm_sum / (n * (num_steps + 1)),
         grad_norm_max=norm_max,

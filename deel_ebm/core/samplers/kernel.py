@@ -89,6 +89,12 @@ class Kernel(keras.layers.Layer):
         """One transition: ``(new_state, StepResults)``; a pure function."""
         raise NotImplementedError
 
+    def finalize(self, state: ChainState) -> ChainState:
+        """The chains a run returns, from its last state (default: all of them;
+        a kernel whose state holds auxiliary chains, e.g. the hot replicas of
+        :class:`~deel_ebm.core.samplers.ReplicaExchange`, drops them)."""
+        return state
+
     def adapt(self, results) -> None:
         """Tune the kernel after a training chain from its
         :class:`~deel_ebm.core.samplers.ChainResults` (default: nothing).
