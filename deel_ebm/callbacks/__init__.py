@@ -14,6 +14,8 @@ and ``TensorBoard`` record it; list them *before* those loggers in ``callbacks=`
   smaller step size and learning rate when training diverges.
 - :class:`NetworkCallback`: runs a callback on the energy network, so deel-lip's
   ``CondenseCallback`` and ``MonitorCallback`` see its deel-lip layers.
+- :func:`tensorboard_callbacks`: the monitor, the certificate, sample images and
+  Keras' ``TensorBoard``, in that order, for one ``log_dir``.
 
 Every callback is registered under the package ``deel_ebm``; ``get_config``
 holds its constructor arguments and ``from_config`` rebuilds it.
@@ -33,6 +35,7 @@ from deel_ebm.callbacks._lipschitz import (
 )
 from deel_ebm.callbacks._network import NetworkCallback
 from deel_ebm.callbacks._snapshot import SampleSnapshot
+from deel_ebm.callbacks._tensorboard import tensorboard_callbacks
 
 __all__ = [
     "EnergyGapMonitor",
@@ -42,6 +45,7 @@ __all__ = [
     "DivergenceGuard",
     "NetworkCallback",
     "lipschitz_report",
+    "tensorboard_callbacks",
     "GAP_OK",
     "GAP_COLLAPSE",
     "GAP_BLOWUP",
