@@ -206,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress lines, only the summary (off by default: a line at "
         "most every 10 s)",
     )
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="also log energies, gap, certificate and sample images to this "
+        "TensorBoard folder (default: none)",
+    )
     _add_recipe(p)
 
     p = sub.add_parser(
@@ -362,7 +369,11 @@ def cmd_train(args):
             raise ValueError("--dataset is required (unless --resume)")
         config = _config_from_args(args).validate()
         metrics = train_run(
-            config, args.out, overwrite=args.overwrite, progress_every=every
+            config,
+            args.out,
+            overwrite=args.overwrite,
+            progress_every=every,
+            tensorboard=args.tensorboard,
         )
     print(_summary(metrics))
     print(f"run folder: {args.out}")

@@ -709,6 +709,7 @@ def train_run(
     overwrite: bool = False,
     progress_every: float | None = 10.0,
     callbacks=(),
+    tensorboard=None,
     **factories,
 ) -> dict:
     """Train ``config`` and write a run folder; returns the metrics dict.
@@ -725,7 +726,10 @@ def train_run(
         verbose: 0: progress lines at most every ``progress_every`` seconds
             (``None``: none); 1: Keras' epoch lines.
         log: where progress and warnings go.
-        callbacks: more Keras callbacks for ``fit`` (e.g. TensorBoard).
+        callbacks: more Keras callbacks for ``fit``.
+        tensorboard: a TensorBoard log folder: energies, gap, certificate and
+            sample images (:func:`~deel_ebm.callbacks.tensorboard_callbacks`, the
+            test points as the certificate's probes).
         factories: ``network_fn``, ``sampler_fn``, ... for :func:`build_model`.
 
     Raises:
@@ -756,6 +760,13 @@ def train_run(
         per_epoch = math.ceil(len(x_train) / resolved.batch_size)
         resolved = dataclasses.replace(resolved, epochs=math.ceil(steps / per_epoch))
     resolved = dataclasses.replace(resolved, n_train=len(x_train), n_test=len(x_test))
+    if tensorboard is not None:
+        from deel_ebm.callbacks import tensorboard_callbacks
+
+        callbacks = [
+            *callbacks,
+            *tensorboard_callbacks(tensorboard, probe_points=x_test),
+        ]
     with folders.staged(out) as staging, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=SCALE_WARNING)  # logged above
         folders.write_json(staging / "config.json", config.to_json())

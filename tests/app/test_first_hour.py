@@ -345,3 +345,19 @@ def test_fit_warns_on_badly_scaled_data():
     big = np.random.default_rng(0).normal(size=(256, 2)).astype("float32") * 1e6
     with pytest.warns(UserWarning, match="far from unit scale"):
         model.fit(big, batch_size=128, epochs=1, verbose=0)
+
+
+@pytest.mark.slow
+def test_train_logs_to_tensorboard(tmp_path, capsys):
+    from pathlib import Path as _Path
+
+    from deel_ebm._backend import tf
+
+    log_dir = tmp_path / "tb"
+    code, _, err = _train(tmp_path / "r", capsys, "--tensorboard", str(log_dir))
+    assert code == 0, err
+    tags = set()
+    for path in _Path(log_dir).rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags |= {v.tag for v in event.summary.value}
+    assert {"epoch_energy_gap", "epoch_lip_upper", "samples"} <= tags, tags
