@@ -57,8 +57,10 @@ def tensorboard_callbacks(
         TypeError / ValueError: on a bad argument (named in the message).
 
     Example:
-        >>> history = model.fit(x, epochs=2, verbose=0,
-        ...     callbacks=tensorboard_callbacks("runs/tb", probe_points=x_val))
+        >>> callbacks = tensorboard_callbacks("runs/tb", probe_points=x, num_steps=5)
+        >>> history = model.fit(x, epochs=2, verbose=0, callbacks=callbacks)
+        >>> sorted(path.name for path in Path("runs/tb").iterdir())
+        ['samples', 'train']
     """
     log_dir = check_path("log_dir", log_dir, allow_none=False)
     every_n_epochs = check_positive("every_n_epochs", every_n_epochs, integer=True)
