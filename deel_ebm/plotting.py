@@ -36,6 +36,28 @@ DEFAULT_VALUE_RANGE = (-1.0, 1.0)
 DEFAULT_DPI = 120
 DEFAULT_CMAP = "viridis"
 SAMPLE_STYLE = {"s": 4, "c": "white", "alpha": 0.6, "linewidths": 0}
+DATA_STYLE = {"s": 4, "c": "tab:orange", "alpha": 0.5, "linewidths": 0}
+#: what each logged metric is, for the y axes of :func:`plot_training_curves`
+METRIC_LABELS = {
+    "loss": "loss (nats; ml: estimated NLL)",
+    "energy_gap": "E(negatives) − E(data)",
+    "e_pos": "mean E(data)",
+    "e_neg": "mean E(negatives)",
+    "ess": "effective sample size / draws",
+    "grad_norm": "mean ‖∇E‖ along the chains",
+    "acceptance": "MALA acceptance rate",
+    "k_coef_lip": "k (Lipschitz constant)",
+    "lip_upper": "certified upper bound of Lip(E)",
+    "lip_lower": "empirical lower bound of Lip(E)",
+    "sample_energy": "mean E(samples)",
+}
+
+
+def _legend(ax):
+    legend = ax.legend(loc="upper right", fontsize="small", markerscale=3)
+    legend.get_frame().set_alpha(0.8)
+
+
 LANDSCAPE_KINDS = ("density", "energy")
 
 
@@ -56,6 +78,10 @@ def plot_landscape(
     kind: str = "density",
     colorbar: bool = False,
     cmap: str = DEFAULT_CMAP,
+    data=None,
+    samples_label: str = "model samples",
+    data_label: str = "data",
+    vmax: float | None = None,
 ) -> Figure:
     r"""Image of a 2-D energy landscape, as a grid-normalised density or as :math:`-E`.
 
@@ -79,8 +105,15 @@ def plot_landscape(
         ax: axes to draw into; a new figure if ``None``.
         title: axes title.
         kind: ``"density"`` or ``"energy"``.
-        colorbar: add a colour bar (a second axes in the figure).
+        colorbar: add a colour bar (a second axes in the figure), labelled with
+            what the colours are.
         cmap: matplotlib colour map name.
+        data: optional ``(m, 2)`` data points drawn on top (orange), for
+            comparison with the samples.
+        samples_label, data_label: their names in the legend (a legend is drawn
+            when samples or data are given).
+        vmax: top of the colour scale (default: the image's maximum), to put
+            two landscapes on one scale.
 
     Returns:
         The figure.
@@ -105,6 +138,8 @@ def plot_landscape(
     (x_lo, x_hi), (y_lo, y_hi) = check_box(domain)
     if samples is not None:
         samples = check_samples(samples, "samples", (2,), allow_empty=True)
+    if data is not None:
+        data = check_samples(data, "data", (2,), allow_empty=True)
     dx, dy = (x_hi - x_lo) / resolution, (y_hi - y_lo) / resolution
     xs = x_lo + dx * (np.arange(resolution) + 0.5)
     ys = y_lo + dy * (np.arange(resolution) + 0.5)
@@ -122,9 +157,10 @@ def plot_landscape(
     if kind == "density":
         top = log_values.max()
         log_z = top + np.log(np.exp(log_values - top).sum() * dx * dy)
-        values, label = np.exp(log_values - log_z), "density $e^{-E}/Z$"
+        values = np.exp(log_values - log_z)
+        label = "density $e^{-E}/Z$ ($Z$ summed on the grid)"
     else:
-        values, label = log_values, "$-E(x)$"
+        values, label = log_values, "$-E(x)$ (unnormalised log-density)"
     fig, ax = _new_axes(ax)
     image = ax.imshow(
         values,
@@ -133,13 +169,27 @@ def plot_landscape(
         cmap=cmap,
         aspect="equal",
         interpolation="nearest",
+        vmax=vmax,
     )
-    if samples is not None:
-        ax.scatter(samples[:, 0], samples[:, 1], **SAMPLE_STYLE)
+    if data is not None and len(data):
+        ax.scatter(
+            data[:, 0], data[:, 1], label=f"{data_label} ({len(data)})", **DATA_STYLE
+        )
+    if samples is not None and len(samples):
+        ax.scatter(
+            samples[:, 0],
+            samples[:, 1],
+            label=f"{samples_label} ({len(samples)})",
+            **SAMPLE_STYLE,
+        )
+    if (samples is not None and len(samples)) or (data is not None and len(data)):
         ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(y_lo, y_hi)
+        _legend(ax)
     if colorbar:
-        fig.colorbar(image, ax=ax, label=label)
+        fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
     ax.set_title(label if title is None else title)
     return fig
 
@@ -152,8 +202,11 @@ def plot_samples(
     color: str = "tab:blue",
     size: float = 4.0,
     alpha: float = 0.5,
+    data=None,
+    label: str = "model samples",
+    data_label: str = "data",
 ) -> Figure:
-    """Scatter plot of 2-D samples.
+    """Scatter plot of 2-D samples, optionally over the data.
 
     Args:
         samples: array ``(n, 2)``.
@@ -161,6 +214,8 @@ def plot_samples(
         domain: optional axis limits, ``(lo, hi)`` or ``((x_lo, x_hi), (y_lo, y_hi))``.
         title: axes title.
         color, size, alpha: marker colour, area (points^2) and opacity.
+        data: optional ``(m, 2)`` data points drawn beneath (grey).
+        label, data_label: their names in the legend (drawn with ``data``).
 
     Returns:
         The figure.
@@ -170,7 +225,20 @@ def plot_samples(
     """
     samples = check_samples(samples, "samples", (2,), allow_empty=True)
     fig, ax = _new_axes(ax)
-    ax.scatter(samples[:, 0], samples[:, 1], s=size, c=color, alpha=alpha, linewidths=0)
+    if data is not None:
+        data = check_samples(data, "data", (2,), allow_empty=True)
+        ax.scatter(
+            data[:, 0], data[:, 1], s=size, c="0.55", alpha=alpha, linewidths=0,
+            label=f"{data_label} ({len(data)})",
+        )  # fmt: skip
+    ax.scatter(
+        samples[:, 0], samples[:, 1], s=size, c=color, alpha=alpha, linewidths=0,
+        label=f"{label} ({len(samples)})",
+    )  # fmt: skip
+    if data is not None:
+        _legend(ax)
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
     if domain is not None:
         (x_lo, x_hi), (y_lo, y_hi) = check_box(domain)
         ax.set_xlim(x_lo, x_hi)
@@ -304,6 +372,9 @@ def plot_training_curves(
     keys: Sequence[str] | None = None,
     ncols: int = 3,
     log_scale: Sequence[str] = (),
+    x=None,
+    xlabel: str = "epoch",
+    title: str | None = None,
 ) -> Figure:
     """One panel per metric of a Keras history, validation curve overlaid.
 
@@ -314,6 +385,14 @@ def plot_training_curves(
             ``val_``. ``val_<key>``, when present, is drawn in ``<key>``'s panel.
         ncols: panels per row (>= 1).
         log_scale: keys whose panel gets a logarithmic y axis.
+        x: the x value of each entry (e.g. the optimizer step at each epoch's
+            end); default 1, 2, ...
+        xlabel: the x axis' name.
+        title: the figure's title.
+
+    A validation series as long as its training series may hold NaN (or None)
+    where no validation ran: its points are drawn at the training x values.
+    The y axis of known metrics is labelled (:data:`METRIC_LABELS`).
 
     Returns:
         The figure, with one axes per key (unused grid cells removed).
@@ -351,17 +430,28 @@ def plot_training_curves(
         ax.remove()
     for ax, key in zip(axes.ravel(), keys):
         values = np.asarray(history[key], dtype=np.float64)
-        ax.plot(np.arange(1, len(values) + 1), values, label=key)
+        xs = np.arange(1, len(values) + 1) if x is None else np.asarray(x, float)
+        if len(xs) != len(values):
+            raise ValueError(f"x has {len(xs)} values, history[{key!r}] {len(values)}")
+        ax.plot(xs, values, label="training")
         if f"val_{key}" in history:
-            val = np.asarray(history[f"val_{key}"], dtype=np.float64)
-            ax.plot(np.arange(1, len(val) + 1), val, label=f"val_{key}")
+            val = np.array(
+                [np.nan if v is None else v for v in history[f"val_{key}"]],
+                dtype=np.float64,
+            )
+            val_x = xs if len(val) == len(xs) else np.arange(1, len(val) + 1)
+            seen = np.isfinite(val)
+            ax.plot(val_x[seen], val[seen], "o-", ms=3, label="validation")
             ax.legend(fontsize="small")
         if key in log_scale:
             ax.set_yscale("log")
         ax.set_title(key)
-        ax.set_xlabel("epoch")
+        ax.set_ylabel(METRIC_LABELS.get(key, key), fontsize="small")
+        ax.set_xlabel(xlabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+    if title is not None:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from deel_ebm import plotting  # noqa: E402
 from deel_ebm.plotting import (  # noqa: E402
     plot_image_grid,
     plot_landscape,
@@ -158,7 +159,7 @@ def test_training_curves_one_panel_per_metric_with_validation():
     fig = plot_training_curves(history, ncols=2, log_scale=("loss",))
     assert len(fig.axes) == 2
     loss_ax, gap_ax = fig.axes
-    assert [line.get_label() for line in loss_ax.lines] == ["loss", "val_loss"]
+    assert [line.get_label() for line in loss_ax.lines] == ["training", "validation"]
     assert loss_ax.get_yscale() == "log" and len(gap_ax.lines) == 1
 
 
@@ -191,3 +192,37 @@ def test_save_figure_writes_png_and_closes(tmp_path):
 def test_save_figure_rejects_missing_suffix(tmp_path):
     with pytest.raises(ValueError, match="samples"):
         save_figure(plot_samples(np.zeros((3, 2))), tmp_path / "samples")
+
+
+# ------------------------------------------------ figures that explain themselves
+def test_landscape_names_its_axes_colours_and_points():
+    pts = np.random.default_rng(0).normal(size=(50, 2))
+    fig = plotting.plot_landscape(
+        lambda x: 0.5 * (x**2).sum(axis=1), resolution=20, samples=pts, data=pts,
+        colorbar=True,
+    )  # fmt: skip
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["data (50)", "model samples (50)"]
+    assert "density" in fig.axes[1].get_ylabel()  # the colour bar says what it is
+    plt.close(fig)
+
+
+def test_samples_over_data_have_a_legend():
+    pts = np.random.default_rng(0).normal(size=(30, 2))
+    fig = plotting.plot_samples(pts, data=pts[:10])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["data (10)", "model samples (30)"]
+    assert fig.axes[0].get_xlabel() == "$x_1$"
+    plt.close(fig)
+
+
+def test_curves_label_y_and_place_sparse_validation_at_its_steps():
+    history = {"loss": [3.0, 2.5, 2.0, 1.8], "val_loss": [None, 2.6, None, 1.9]}
+    fig = plotting.plot_training_curves(history, x=[10, 20, 30, 40], xlabel="step")
+    ax = fig.axes[0]
+    assert "NLL" in ax.get_ylabel() and ax.get_xlabel() == "step"
+    val = [line for line in ax.get_lines() if line.get_label() == "validation"][0]
+    np.testing.assert_array_equal(val.get_xdata(), [20, 40])
+    plt.close(fig)

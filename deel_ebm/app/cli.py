@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -273,7 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="run folder (required)")
     p.add_argument(
-        "--json", default=None, help="also write the table here (.json; default: none)"
+        "--json",
+        default=None,
+        help="write the table as JSON here (default: evaluation.json in the run)",
+    )
+    p.add_argument(
+        "--markdown",
+        default=None,
+        help="write the table as Markdown here (default: evaluation.md in the run)",
     )
     return parser
 
@@ -448,12 +454,19 @@ def cmd_score(args):
 
 
 def cmd_evaluate(args):
-    from deel_ebm.app.evaluation import evaluate_run, format_table
+    from deel_ebm.app.evaluation import evaluate_run, format_table, write_evaluation
 
-    table = evaluate_run(args.model)
+    run = Path(args.model)
+    if not run.is_dir():
+        raise ValueError(f"evaluate needs a run folder, got {run}")
+    json_path = Path(args.json) if args.json else run / "evaluation.json"
+    md_path = Path(args.markdown) if args.markdown else run / "evaluation.md"
+    _check_writable(json_path, (".json",))
+    _check_writable(md_path, (".md",))
+    table = evaluate_run(run)
     print(format_table(table))
-    if args.json:
-        Path(args.json).write_text(json.dumps(table, indent=2))
+    write_evaluation(table, json_path, md_path, title=f"Evaluation of {run.name}")
+    print(f"wrote {json_path} and {md_path}")
 
 
 COMMANDS = {

@@ -16,10 +16,48 @@ import numpy as np
 from deel_ebm import baselines, certificates, datasets, metrics
 from deel_ebm.app.runs import energy_fn, load_data, load_run
 
-__all__ = ["evaluate_run", "format_table", "ood_sets", "CERT_EPSILON"]
+__all__ = [
+    "evaluate_run",
+    "format_table",
+    "format_markdown",
+    "legend",
+    "write_evaluation",
+    "ood_sets",
+    "CERT_EPSILON",
+    "COLUMNS",
+    "DATA_ROW",
+]
 
 CERT_EPSILON = 0.1
 NUM_SAMPLES = 2000
+#: the row of the data's own values (a perfect model's)
+DATA_ROW = "data itself"
+#: ``(key, header, what it is)`` of every column, in the table's order
+COLUMNS = (
+    ("kl", "KL", "exact KL(data‖model) on the grid, nats (↓; 0 is perfect)"),
+    ("reverse_kl", "rev KL", "exact KL(model‖data), nats (↓)"),
+    ("test_nll", "test NLL", "mean −log p(x) of the test points, nats (↓; the data "
+     "row is the true density's)"),
+    ("mode_mass_min", "min mode", "smallest mode's mass, 8gaussians (→ 1/8)"),
+    ("mode_mass_max", "max mode", "largest mode's mass, 8gaussians (→ 1/8)"),
+    ("mmd", "MMD", "unbiased MMD² between 2000 samples and test points (↓; "
+     "near 0, may be < 0; the data row: training vs test points)"),
+    ("sliced_w", "sliced W", "sliced Wasserstein-1 distance, samples vs test points "
+     "(↓)"),
+    ("frechet", "Fréchet", "Fréchet digits distance of the samples to the test "
+     "images (↓)"),
+    ("confidence", "confidence", "digits classifier's mean top probability on the "
+     "samples (↑)"),
+    ("auroc_uniform", "AUROC unif", "AUROC of the score, test points vs uniform "
+     "noise on the data's box (↑)"),
+    ("certified_auroc_uniform", f"cert@{CERT_EPSILON:g}", "the same AUROC when every "
+     f"point may move by ℓ2 norm ε = {CERT_EPSILON:g} against the detector "
+     "(certified by k·ε; deel-ebm only) (↑)"),
+    ("auroc_shuffled", "AUROC shuf", "AUROC, test images vs pixel-shuffled test "
+     "images (↑)"),
+    ("certified_auroc_shuffled", f"cert@{CERT_EPSILON:g} shuf", "the same, "
+     f"certified at ε = {CERT_EPSILON:g} (↑)"),
+)  # fmt: skip
 
 
 def ood_sets(x_test, domain, seed=0) -> dict:
@@ -36,6 +74,10 @@ def ood_sets(x_test, domain, seed=0) -> dict:
 def evaluate_run(run_dir, seed=0) -> dict:
     """A table ``{model name: {metric: value}}`` for one run folder."""
     model, config, _ = load_run(run_dir)
+    if config is None:
+        raise ValueError(
+            f"evaluate needs a run folder (its config names the data), got {run_dir}"
+        )
     x_train, x_test, domain = load_data(config)
     if config.domain is not None:
         domain = tuple(config.domain)
@@ -68,6 +110,19 @@ def evaluate_run(run_dir, seed=0) -> dict:
                 table[name].update(
                     mode_mass_min=float(masses.min()), mode_mass_max=float(masses.max())
                 )
+    # the data's own values: what a perfect model would score
+    reference = table.setdefault(DATA_ROW, {})
+    half = min(NUM_SAMPLES, len(x_train), len(x_test))
+    reference["mmd"] = metrics.mmd(flat(x_train[:half]), flat(x_test[:half]))
+    reference["sliced_w"] = metrics.sliced_wasserstein(
+        flat(x_train[:half]), flat(x_test[:half]), seed=seed
+    )
+    if config.dataset in datasets.DENSITIES:
+        exact = metrics.exact_metrics_2d(energy, config.dataset, x_test=x_test)
+        reference.update(kl=0.0, reverse_kl=0.0, test_nll=exact["data_test_nll"])
+    if x_train.ndim == 4 and config.dataset == "digits":
+        reference["frechet"] = metrics.frechet_distance(x_train, x_test)
+        reference["confidence"] = metrics.mean_confidence(x_test)
     rows["mmd"] = metrics.mmd(flat(samples), flat(x_test[:NUM_SAMPLES]))
     rows["sliced_w"] = metrics.sliced_wasserstein(
         flat(samples), flat(x_test[:NUM_SAMPLES]), seed=seed
@@ -98,17 +153,76 @@ def evaluate_run(run_dir, seed=0) -> dict:
             table[name][f"auroc_{probe}"] = metrics.auroc(
                 est.score(flat(x_test)), est.score(flat(x_out))
             )
-    return {name: {k: float(v) for k, v in row.items()} for name, row in table.items()}
+    order = ["deel-ebm", *(n for n in table if n not in ("deel-ebm", DATA_ROW))]
+    order.append(DATA_ROW)
+    return {
+        name: {k: float(v) for k, v in table[name].items()}
+        for name in order
+        if name in table
+    }
+
+
+def _columns(table):
+    present = {k for row in table.values() for k in row}
+    return [c for c in COLUMNS if c[0] in present] + [
+        (k, k, k) for k in sorted(present - {c[0] for c in COLUMNS})
+    ]
+
+
+def _cell(row, key):
+    return f"{row[key]:.4g}" if key in row else "–"
+
+
+def legend(table: dict) -> list[str]:
+    """One line per column of the table: its header and what it is."""
+    return [f"{header}: {what}" for _, header, what in _columns(table)]
 
 
 def format_table(table: dict) -> str:
-    """A plain-text table: one row per model, one column per metric."""
-    columns = sorted({k for row in table.values() for k in row})
-    width = max(len(c) for c in columns) + 2
-    lines = ["model".ljust(18) + "".join(c.rjust(width) for c in columns)]
-    for name, row in table.items():
+    """A plain-text table (one row per model, the data's own values last) and
+    its legend."""
+    columns = _columns(table)
+    names = list(table)
+    first = max(len(n) for n in names) + 2
+    widths = [
+        max(len(h), *(len(_cell(table[n], k)) for n in names)) + 2
+        for k, h, _ in columns
+    ]
+    lines = [
+        "".ljust(first) + "".join(h.rjust(w) for (_, h, _), w in zip(columns, widths))
+    ]
+    for name in names:
         cells = "".join(
-            (f"{row[c]:.4g}" if c in row else "-").rjust(width) for c in columns
+            _cell(table[name], k).rjust(w) for (k, _, _), w in zip(columns, widths)
         )
-        lines.append(name.ljust(18) + cells)
-    return "\n".join(lines)
+        lines.append(name.ljust(first) + cells)
+    return "\n".join([*lines, "", *legend(table)])
+
+
+def format_markdown(table: dict, title: str = "Evaluation") -> str:
+    """The table as Markdown, with the legend as a list below it."""
+    columns = _columns(table)
+    lines = [
+        f"# {title}",
+        "",
+        "| model | " + " | ".join(h for _, h, _ in columns) + " |",
+    ]
+    lines.append("|---|" + "---:|" * len(columns))
+    for name, row in table.items():
+        lines.append(
+            f"| {name} | " + " | ".join(_cell(row, k) for k, _, _ in columns) + " |"
+        )
+    lines += ["", *[f"- **{h}**: {what}" for _, h, what in columns]]
+    return "\n".join(lines) + "\n"
+
+
+def write_evaluation(
+    table: dict, json_path=None, markdown_path=None, title="Evaluation"
+):
+    """Write the table as JSON and/or Markdown (each atomically)."""
+    from deel_ebm.app import folders
+
+    if json_path is not None:
+        folders.write_json(json_path, table)
+    if markdown_path is not None:
+        folders.write_text(markdown_path, format_markdown(table, title))

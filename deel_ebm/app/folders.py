@@ -23,6 +23,7 @@ __all__ = [
     "refuse_existing",
     "staged",
     "write_json",
+    "write_text",
     "write_history",
     "read_history",
 ]
@@ -88,16 +89,21 @@ def staged(destination):
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_json(path, data) -> None:
-    """``data`` as indented JSON, written atomically (a temporary file renamed)."""
+def write_text(path, text: str) -> None:
+    """``text`` written atomically (a temporary file beside it, renamed)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp.write_text(text)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path, data) -> None:
+    """``data`` as indented JSON, written atomically."""
+    write_text(path, json.dumps(data, indent=2))
 
 
 def write_history(path, rows) -> None:

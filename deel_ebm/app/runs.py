@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deel_ebm import certificates, datasets, export, keras, nets, plotting
+from deel_ebm import certificates, datasets, export, keras, nets
 from deel_ebm import metrics as metrics_lib
-from deel_ebm.app import folders
+from deel_ebm.app import figures, folders
 from deel_ebm.app.progress import Progress, TimeBudget, interrupt_stops_training
 from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
 from deel_ebm.core import model as model_lib
@@ -922,37 +922,19 @@ def _fit_and_write(
             energy_fn(model), config.dataset, x_test=x_test
         )
         metrics["exact"] = exact
-    history = {}
-    for row in rows:
-        for key, value in row.items():
-            history.setdefault(key, []).append(value)
-    _write_figures(out, model, config, x_train, samples, history, domain)
+    figures.write_run_figures(
+        out,
+        energy_fn(model),
+        dataset=config.dataset,
+        x_train=x_train,
+        samples=samples,
+        history_rows=rows,
+        domain=domain,
+        exact=metrics.get("exact"),
+    )
     metrics = to_jsonable(metrics)
     folders.write_json(out / "metrics.json", metrics)
     return metrics
-
-
-def _write_figures(out, model, config, x_train, samples, history, domain):
-    """landscape.png (2D), samples.png, curves.png."""
-    if config.dataset in datasets.DENSITIES:
-        fig = plotting.plot_landscape(
-            energy_fn(model), domain=domain, samples=samples[:1000], title="model"
-        )
-        plotting.save_figure(fig, out / "landscape.png")
-        fig = plotting.plot_samples(samples, domain=domain, title="samples")
-        plotting.save_figure(fig, out / "samples.png")
-    elif len(x_train.shape) == 4:
-        fig = plotting.plot_image_grid(samples[:64], value_range=domain)
-        plotting.save_figure(fig, out / "samples.png")
-    elif x_train.shape[1] == 2:
-        fig = plotting.plot_landscape(
-            energy_fn(model), domain=domain, samples=samples[:1000]
-        )
-        plotting.save_figure(fig, out / "landscape.png")
-    skip = ("epoch", "step", "elapsed_seconds")
-    curves = {k: v for k, v in history.items() if k not in skip and "val_" not in k}
-    fig = plotting.plot_training_curves(curves)
-    plotting.save_figure(fig, out / "curves.png")
 
 
 def load_run(run_dir):

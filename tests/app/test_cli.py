@@ -213,11 +213,18 @@ def test_evaluate_prints_a_table_beside_baselines(run_dir, tmp_path, capsys):
         "OneClassSVM",
     } <= set(table)
     assert table["GaussianMixture"]["kl"] < 0.05 < table["deel-ebm"]["kl"]
-    for row in table.values():
-        assert 0.0 <= row["auroc_uniform"] <= 1.0
+    for name, row in table.items():
+        if name != "data itself":
+            assert 0.0 <= row["auroc_uniform"] <= 1.0
     ebm = table["deel-ebm"]
     assert ebm["certified_auroc_uniform"] <= ebm["auroc_uniform"]
-    assert "GaussianMixture" in capsys.readouterr().out
+    reference = table["data itself"]  # what a perfect model scores
+    assert reference["kl"] == 0.0 and reference["test_nll"] < ebm["test_nll"]
+    out = capsys.readouterr().out
+    assert "GaussianMixture" in out and "cert@0.1: " in out and "ε = 0.1" in out
+    markdown = (run_dir / "evaluation.md").read_text()  # the run's own copy
+    assert "| deel-ebm |" in markdown and "- **KL**: exact KL" in markdown
+    assert not (run_dir / "evaluation.json").exists()  # --json put it elsewhere
 
 
 def test_ema_momentum_option(tmp_path, capsys):

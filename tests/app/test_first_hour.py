@@ -89,7 +89,7 @@ def test_overwrite_replaces_and_a_failure_keeps_the_old_run(
     def broken(*args, **kwargs):
         raise ValueError("figures failed")
 
-    monkeypatch.setattr(runs, "_write_figures", broken)
+    monkeypatch.setattr(runs.figures, "write_run_figures", broken)
     code, _, err = _train(run, capsys, "--overwrite", "--seed", "3")
     assert code == 2 and "figures failed" in err
     assert _snapshot(run) == before and not _leftovers(tmp_path)  # untouched
@@ -361,3 +361,24 @@ def test_train_logs_to_tensorboard(tmp_path, capsys):
         for event in tf.compat.v1.train.summary_iterator(str(path)):
             tags |= {v.tag for v in event.summary.value}
     assert {"epoch_energy_gap", "epoch_lip_upper", "samples"} <= tags, tags
+
+
+def _documented_keys(page: str) -> set:
+    import re
+
+    return set(re.findall(r"^\| `([a-z_.]+)` \|", page, flags=re.M))
+
+
+@pytest.mark.slow
+def test_every_metrics_key_is_documented(finished, tmp_path, capsys):
+    page = (Path(__file__).parents[2] / "docs" / "run-folder.md").read_text()
+    documented = _documented_keys(page)
+    metrics = json.loads((finished / "metrics.json").read_text())
+    keys = {k for k in metrics}
+    keys |= {f"exact.{k}" for k in metrics.get("exact", {})}
+    assert keys <= documented, keys - documented
+    for name in (p.name for p in finished.iterdir()):
+        assert f"`{name}`" in page, name
+    from deel_ebm.app.evaluation import COLUMNS
+
+    assert all(f"`{key}`" in page for key, _, _ in COLUMNS)
