@@ -44,7 +44,7 @@ def temperature_ladder(k_coef_lip, gap, num_temperatures=None) -> tuple:
 
     Example:
         >>> [round(t, 3) for t in temperature_ladder(20.0, 1.0)]
-        [1.0, 2.154, 4.642, 10.0]
+        [1.0, 1.778, 3.162, 5.623, 10.0]
     """
     k = check_positive("k_coef_lip", k_coef_lip)
     d = check_positive("gap", gap)
