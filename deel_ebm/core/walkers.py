@@ -35,7 +35,7 @@ DEFAULT_NUM_WALKERS = 1024
 DEFAULT_RESAMPLE_ESS = 0.5
 
 
-@keras.saving.register_keras_serializable(package="deel_ebm")
+@keras.utils.register_keras_serializable(package="deel_ebm")
 class JarzynskiWalkers(keras.layers.Layer):
     """A population of weighted persistent walkers (the negatives of training).
 
