@@ -23,6 +23,7 @@ __all__ = ["NOISE", "filtered_stderr", "is_noise"]
 NOISE = re.compile(
     r"(All log messages before absl::InitializeLog\(\) is called"
     r"|Compiled cluster using XLA"
+    r"|failed call to cuInit"  # CUDA probing on a machine without a GPU
     r"|^[IW]\d{4} \d\d:\d\d:[\d.]+\s+\d+ \S+\.(cc|h):\d+\] "
     r"|^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IW] \S+\.(cc|h):\d+\] "
     r"|^To enable the following instructions: .* rebuild TensorFlow)"

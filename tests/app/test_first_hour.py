@@ -325,6 +325,9 @@ def test_native_noise_filter_keeps_real_messages():
         "I0000 00:00:1796245473.674820    6085 device_compiler.h:196] Compiled "
         "cluster using XLA!  This line is logged at most once for the lifetime",
         "W0000 00:00:1796245473.674820    6085 gpu_device.cc:2341] Cannot dlopen",
+        "2026-12-02 23:09:44.229958: E external/local_xla/xla/stream_executor/cuda/"
+        "cuda_platform.cc:51] failed call to cuInit: INTERNAL: CUDA error: Failed "
+        "call to cuInit: UNKNOWN ERROR (303)",
         "2026-12-02 21:04:06.602898: I external/local_xla/xla/tsl/cuda/"
         "cudart_stub.cc:31] Could not find cuda drivers on your machine",
     ]
