@@ -34,6 +34,7 @@ from deel_ebm.core import (
     ContrastiveDivergenceLoss,
     EnergyModel,
     HingeKRLoss,
+    JointEnergyModel,
     LangevinSampler,
     MALASampler,
     MetropolisHastings,
@@ -50,6 +51,7 @@ _LAZY = ("app", "baselines", "callbacks", "metrics", "plotting")
 
 __all__ = [
     "EnergyModel",
+    "JointEnergyModel",
     "LangevinSampler",
     "MALASampler",
     "MetropolisHastings",

@@ -44,6 +44,10 @@ __all__ = [
     "LOW_DIM",
     "LIPSCHITZ_ACTIVATIONS",
     "DEFAULT_FILTERS",
+    "lipschitz_classifier",
+    "unconstrained_classifier",
+    "CLASSIFIERS",
+    "logit_margin_factor",
 ]
 
 DEFAULT_UNITS = (256, 256, 256)
@@ -299,3 +303,136 @@ NETWORKS = {
     "lipschitz_convnet": lipschitz_convnet,
     "unconstrained_convnet": unconstrained_convnet,
 }
+
+
+def _classifier_body(input_shape, units, filters, dense_units, seed, dense, conv, act):
+    """The layers of a classifier before its last (C-logit) layer."""
+    shape = tuple(input_shape)
+    if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
+    layers = [keras.layers.Input(shape)]
+    if len(shape) == 3:  # images: convolutions, then a dense layer
+        for i, width in enumerate(_check_sizes("filters", filters)):
+            layers += conv(width, i)
+        layers += [keras.layers.Flatten()] + dense(dense_units, 50) + [act()]
+        return layers
+    if len(shape) > 1:
+        layers.append(keras.layers.Flatten())
+    for i, width in enumerate(_check_sizes("units", units)):
+        layers += dense(width, i) + [act()]
+    return layers
+
+
+def _check_num_classes(num_classes):
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or num_classes < 2
+    ):
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return int(num_classes)
+
+
+def lipschitz_classifier(
+    input_shape,
+    num_classes,
+    units=DEFAULT_UNITS,
+    filters=DEFAULT_FILTERS,
+    dense_units=128,
+    seed=0,
+    name=None,
+):
+    """A deel-lip classifier with ``num_classes`` logits, 1-Lipschitz as a map
+    to ``R^C`` (L2 norms on both sides).
+
+    Images (``input_shape`` of rank 3): per stage SpectralConv2D(3×3) →
+    GroupSort2 → ScaledL2NormPooling2D(2), then Flatten → SpectralDense
+    (``dense_units``) → GroupSort2; other shapes (flattened): (SpectralDense →
+    GroupSort2) per entry of ``units``. The last layer is a
+    ``SpectralDense(num_classes)``: its rows are orthonormal, so the logit
+    vector is 1-Lipschitz, each margin ``f_i − f_j`` is √2-Lipschitz
+    (:func:`logit_margin_factor`) and ``−logsumexp(k f)`` is k-Lipschitz.
+
+    Example:
+        >>> net = lipschitz_classifier((8, 8, 1), num_classes=10)
+        >>> net(tf.zeros([5, 8, 8, 1]), training=False).shape
+        TensorShape([5, 10])
+    """
+    num_classes = _check_num_classes(num_classes)
+
+    def dense(width, i):
+        return [SpectralDense(width, kernel_initializer=_spectral_init(seed + i))]
+
+    def conv(width, i):
+        init = _spectral_init(seed + i)
+        return [
+            SpectralConv2D(width, 3, kernel_initializer=init),
+            GroupSort2(),
+            ScaledL2NormPooling2D(pool_size=2),
+        ]
+
+    layers = _classifier_body(
+        input_shape, units, filters, dense_units, seed, dense, conv, GroupSort2
+    )
+    layers += dense(num_classes, 99)
+    return keras.Sequential(layers, name=name or "lipschitz_classifier")
+
+
+def unconstrained_classifier(
+    input_shape,
+    num_classes,
+    units=DEFAULT_UNITS,
+    filters=DEFAULT_FILTERS,
+    dense_units=128,
+    activation="groupsort2",
+    seed=0,
+    name=None,
+):
+    """The same shapes as :func:`lipschitz_classifier` with plain Keras layers
+    (``Conv2D`` + ``AveragePooling2D``, ``Dense``): the unconstrained JEM."""
+    num_classes = _check_num_classes(num_classes)
+
+    def dense(width, i):
+        init = keras.initializers.Orthogonal(seed=seed + i)
+        return [keras.layers.Dense(width, kernel_initializer=init)]
+
+    def conv(width, i):
+        init = keras.initializers.Orthogonal(seed=seed + i)
+        return [
+            keras.layers.Conv2D(width, 3, padding="same", kernel_initializer=init),
+            _activation(activation),
+            keras.layers.AveragePooling2D(pool_size=2),
+        ]
+
+    layers = _classifier_body(
+        input_shape,
+        units,
+        filters,
+        dense_units,
+        seed,
+        dense,
+        conv,
+        lambda: _activation(activation),
+    )
+    layers += dense(num_classes, 99)
+    return keras.Sequential(layers, name=name or "unconstrained_classifier")
+
+
+CLASSIFIERS = {
+    "lipschitz_classifier": lipschitz_classifier,
+    "unconstrained_classifier": unconstrained_classifier,
+}
+
+
+def logit_margin_factor(network) -> float:
+    """The Lipschitz constant of a logit margin ``f_i − f_j`` of a 1-Lipschitz
+    classifier: √2 when the logit vector is 1-Lipschitz as a whole (a last
+    ``SpectralDense``, or ``FrobeniusDense(disjoint_neurons=False)``), 2 when
+    only each logit is (a last ``FrobeniusDense`` with disjoint neurons,
+    deel-lip's default), as in deel-lip's ``CategoricalProvableRobustAccuracy``.
+    """
+    weighted = [layer for layer in flat_layers(network) if layer.trainable_weights]
+    last = weighted[-1] if weighted else None
+    if isinstance(last, FrobeniusDense) and getattr(last, "disjoint_neurons", True):
+        return 2.0
+    return float(np.sqrt(2.0))

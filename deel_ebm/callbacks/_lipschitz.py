@@ -132,8 +132,13 @@ def lipschitz_report(
             f"the lower bound needs at least 2 points, got {len(points)} (buffer "
             f"capacity {len(storage)}, num_points {num_points}): add probe_points"
         )
+    # the model's own energy (E = k f; the marginal energy of a joint model),
+    # on the cached constrained weights
     lower = certificates.empirical_lipschitz_lower_bound(
-        model.network, points, k_coef_lip=k, ascent_steps=ascent_steps, seed=seed
+        lambda x: model(x, training=False),
+        points,
+        ascent_steps=ascent_steps,
+        seed=seed,
     )
     return {"lip_upper": float(upper), "lip_lower": float(lower), "k_coef_lip": k}
 

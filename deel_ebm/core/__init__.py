@@ -3,9 +3,18 @@
 Nothing here imports a measurement, export, callback or application module.
 """
 
-from deel_ebm.core import buffers, checkpoints, inputs, losses, samplers, walkers
+from deel_ebm.core import (
+    buffers,
+    checkpoints,
+    inputs,
+    joint,
+    losses,
+    samplers,
+    walkers,
+)
 from deel_ebm.core.buffers import ReplayBuffer
 from deel_ebm.core.checkpoints import ModelLoadError, restore_checkpoint
+from deel_ebm.core.joint import JointEnergyModel
 from deel_ebm.core.losses import ContrastiveDivergenceLoss, HingeKRLoss
 from deel_ebm.core.model import EnergyModel
 from deel_ebm.core.samplers import LangevinSampler, MALASampler, MetropolisHastings
@@ -13,6 +22,7 @@ from deel_ebm.core.walkers import JarzynskiWalkers
 
 __all__ = [
     "EnergyModel",
+    "JointEnergyModel",
     "LangevinSampler",
     "MALASampler",
     "MetropolisHastings",
@@ -25,6 +35,7 @@ __all__ = [
     "buffers",
     "checkpoints",
     "inputs",
+    "joint",
     "losses",
     "samplers",
     "walkers",

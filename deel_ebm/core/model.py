@@ -337,6 +337,7 @@ class EnergyModel(keras.Model):
         names = ("loss", "energy_gap", "e_pos", "e_neg")
         weighted = self.proposal is not None or self.walkers is not None
         names += ("ess",) if weighted else ("grad_norm",)
+        names += self._extra_metric_names()
         self._trackers = {n: _distribute.Mean(name=n) for n in names}
         self.refresh_constraints()
         self.built = True  # every variable exists (BackupAndRestore checks it)
@@ -428,6 +429,11 @@ class EnergyModel(keras.Model):
     def uses_proposal(self) -> bool:
         """True when training negatives are importance-weighted proposal draws."""
         return self.proposal is not None
+
+    def _extra_metric_names(self) -> tuple:
+        """Names of the trackers a subclass adds (the ``extras`` of
+        :meth:`_loss_terms`)."""
+        return ()
 
     def _check_scalar_output(self):
         out = self.network(tf.zeros((2, *self.sample_shape)), training=False)
@@ -547,6 +553,14 @@ class EnergyModel(keras.Model):
         """
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        sampler, seeds = self._next_sample_seeds(sampler, seed)
+        x0 = self._chain_starts(n, init, seeds[0])
+        out = self._chain(sampler, num_steps, return_trajectory)(x0, seeds[1])
+        return self._sample_outputs(x0, out, return_trajectory, return_results)
+
+    def _next_sample_seeds(self, sampler, seed):
+        """``(sampler, seeds)`` of one :meth:`sample` call: the sampler checked and
+        two seeds (starts, chain) drawn from ``seed`` or the model's counter."""
         sampler = self.sampler if sampler is None else sampler
         if not isinstance(sampler, Kernel):
             raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")
@@ -556,30 +570,37 @@ class EnergyModel(keras.Model):
         seeds = tf.random.experimental.stateless_split(
             tf.constant([self.seed, -int(seed) - 1], tf.int64), num=2
         )
-        if init is None and self._proposal_ready():
-            x0 = self._resampled_proposal(int(n), seeds[0])
-        elif init is None and self._walkers_ready():
-            picks = tf.random.stateless_categorical(
-                self.walkers.log_weights[None], int(n), seeds[0]
-            )[0]
-            x0 = tf.gather(self.walkers.x, picks)
-        elif init is None and self.base is not None and self.base.is_fitted:
-            x0 = self.base.sample(int(n), seeds[0])
-        elif init is None or (isinstance(init, str) and init == "prior"):
-            x0 = self.buffer.prior_sample(int(n), seeds[0])
-        elif isinstance(init, str) and init == "buffer":
-            x0, _ = self.buffer.draw(int(n), seeds[0])
-        else:
-            x0 = self._check_array(init, "init")
-            if x0.shape[0] != n:
-                raise ValueError(f"init has {x0.shape[0]} states, n is {n}")
-        out = self._chain(sampler, num_steps, return_trajectory)(x0, seeds[1])
+        return sampler, seeds
+
+    @staticmethod
+    def _sample_outputs(x0, out, return_trajectory, return_results):
         returned = [out.state.x]
         if return_trajectory:
             returned.append(tf.concat([x0[None], out.trace], axis=0))
         if return_results:
             returned.append(out.results)
         return returned[0] if len(returned) == 1 else tuple(returned)
+
+    def _chain_starts(self, n, init, seed):
+        """The ``n`` starting states of :meth:`sample` for ``init``."""
+        if init is None and self._proposal_ready():
+            x0 = self._resampled_proposal(int(n), seed)
+        elif init is None and self._walkers_ready():
+            picks = tf.random.stateless_categorical(
+                self.walkers.log_weights[None], int(n), seed
+            )[0]
+            x0 = tf.gather(self.walkers.x, picks)
+        elif init is None and self.base is not None and self.base.is_fitted:
+            x0 = self.base.sample(int(n), seed)
+        elif init is None or (isinstance(init, str) and init == "prior"):
+            x0 = self.buffer.prior_sample(int(n), seed)
+        elif isinstance(init, str) and init == "buffer":
+            x0, _ = self.buffer.draw(int(n), seed)
+        else:
+            x0 = self._check_array(init, "init")
+            if x0.shape[0] != n:
+                raise ValueError(f"init has {x0.shape[0]} states, n is {n}")
+        return x0
 
     def _walkers_ready(self):
         return self.walkers is not None and bool(self.walkers.started.numpy() > 0)
@@ -689,13 +710,14 @@ class EnergyModel(keras.Model):
         if self._averaging_on:
             self.averaging.update(self.optimizer.iterations - 1)
 
-    def _update_trackers(self, loss, e_pos, e_neg, results, log_q=None):
+    def _update_trackers(self, loss, e_pos, e_neg, results, log_q=None, extras=None):
         mean_pos, mean_neg = tf.reduce_mean(e_pos), tf.reduce_mean(e_neg)
         values = {
             "loss": loss,
             "energy_gap": mean_neg - mean_pos,
             "e_pos": mean_pos,
             "e_neg": mean_neg,
+            **(extras or {}),
         }
         if results is not None:
             values["grad_norm"] = results.grad_norm_mean
@@ -721,9 +743,9 @@ class EnergyModel(keras.Model):
         # dependency TF runs it concurrently with the chain, and on a few CPU cores
         # the two fight for the same threads
         with tf.control_dependencies([x_neg]), tf.GradientTape() as tape:
-            energies = self(tf.concat([x_pos, x_neg], axis=0), training=True)
-            e_pos, e_neg = energies[:batch_size], energies[batch_size:]
-            loss = self.energy_loss(e_pos, e_neg, log_q=log_q)
+            loss, e_pos, e_neg, extras = self._loss_terms(
+                data, x_pos, x_neg, log_q, training=True
+            )
             if self.losses:
                 loss += tf.add_n(self.losses)
             scaled_loss = _distribute.scale_loss(loss)  # loss itself on one device
@@ -759,7 +781,7 @@ class EnergyModel(keras.Model):
 
             tf.cond(finite, apply, lambda: tf.constant(False))
         self._stale.assign(True)
-        return self._update_trackers(loss, e_pos, e_neg, results, log_q)
+        return self._update_trackers(loss, e_pos, e_neg, results, log_q, extras)
 
     def test_step(self, data):
         x_pos = self._positives(data)
@@ -767,11 +789,21 @@ class EnergyModel(keras.Model):
         _, seed = self._step_seeds(offset=1)
         # refresh wbar after the last update; every other layer in inference mode
         nets.refresh_constrained_kernels(self.network)
-        e_pos = self(x_pos, training=False)
         x_neg, log_q, _, results = self._training_negatives(batch_size, seed)
-        e_neg = self(x_neg, training=False)
-        loss = self.energy_loss(e_pos, e_neg, log_q=log_q)
-        return self._update_trackers(loss, e_pos, e_neg, results, log_q)
+        loss, e_pos, e_neg, extras = self._loss_terms(
+            data, x_pos, x_neg, log_q, training=False
+        )
+        return self._update_trackers(loss, e_pos, e_neg, results, log_q, extras)
+
+    def _loss_terms(self, data, x_pos, x_neg, log_q, training):
+        """``(loss, e_pos, e_neg, extras)`` of one batch: the energy loss on the
+        energies of data and negatives (one pass of the network over both), and
+        ``extras``, further values for the trackers (none here; a subclass adds
+        its own terms and metrics)."""
+        n = tf.shape(x_pos)[0]
+        energies = self(tf.concat([x_pos, x_neg], axis=0), training=training)
+        e_pos, e_neg = energies[:n], energies[n:]
+        return self.energy_loss(e_pos, e_neg, log_q=log_q), e_pos, e_neg, {}
 
     # ------------------------------------------------------------ validation
     def _check_array(self, x, name, allow_empty=False, as_tensor=True):

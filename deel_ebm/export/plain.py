@@ -13,6 +13,7 @@ from deel.lip import layers as dl
 from deel.lip.layers import Condensable
 
 from deel_ebm._backend import keras, tf
+from deel_ebm.core import JointEnergyModel
 from deel_ebm.export._common import check_model
 from deel_ebm.nets import flat_layers
 
@@ -25,6 +26,8 @@ SQRT_FLOOR = 1e-12
 #: Relative agreement between the exported and the original energy checked at export.
 EXPORT_RTOL = 1e-5
 _CHECK_POINTS = 64
+#: what :func:`export_vanilla` can compute for a JointEnergyModel
+_JOINT_OUTPUTS = ("energy", "logits", "probabilities")
 
 
 def _sub_model(layer, build):
@@ -111,7 +114,7 @@ def _plain_network(network):
     return keras.models.clone_model(network, clone_function=_plain_layer)
 
 
-def export_vanilla(model, check: bool = True) -> keras.Model:
+def export_vanilla(model, check: bool = True, output: str = "energy") -> keras.Model:
     r"""A stock-Keras model computing the energies ``E = k f`` of ``model``.
 
     Refreshes the constraints, then clones the network with every deel-lip layer
@@ -125,8 +128,15 @@ def export_vanilla(model, check: bool = True) -> keras.Model:
     with ``.save("energy.keras")`` and load it with ``keras.models.load_model``
     without custom objects.
 
+    For a :class:`~deel_ebm.JointEnergyModel`, ``output`` chooses what the
+    export computes: ``"energy"`` (the marginal energy ``−logsumexp(k f)``,
+    ``(n,)``), ``"logits"`` (``k f``, ``(n, C)``) or ``"probabilities"``
+    (``p(y|x)``, a ``Softmax`` layer).
+
     Args:
         model: a :class:`~deel_ebm.EnergyModel`.
+        output: ``"energy"`` (default); for a joint model also ``"logits"`` or
+            ``"probabilities"``.
         check: compare both energies on 64 draws of the buffer's prior and raise if
             they differ by more than :data:`EXPORT_RTOL` relatively.
 
@@ -148,18 +158,36 @@ def export_vanilla(model, check: bool = True) -> keras.Model:
     check_model(model)
     if not isinstance(check, bool):
         raise TypeError(f"check must be a bool, got {check!r}")
+    joint = isinstance(model, JointEnergyModel)
+    outputs = _JOINT_OUTPUTS if joint else ("energy",)
+    if output not in outputs:
+        raise ValueError(
+            f"output must be one of {outputs} for this model, got {output!r}"
+        )
     model.refresh_constraints()
     inputs = keras.Input(model.sample_shape, name="x")
     f = _plain_network(model.network)(inputs)
-    energy = keras.layers.Rescaling(model.k_coef_lip, name="k_coef_lip")(f)
-    energy = keras.layers.Reshape((), name="energy")(energy)
-    plain = keras.Model(inputs, energy, name=f"{model.network.name}_energy")
+    scaled = keras.layers.Rescaling(model.k_coef_lip, name="k_coef_lip")(f)
+    if not joint:
+        result = keras.layers.Reshape((), name="energy")(scaled)
+    elif output == "energy":  # −logsumexp: TensorFlow ops, loadable in safe mode
+        result = tf.math.negative(tf.math.reduce_logsumexp(scaled, axis=1))
+    elif output == "probabilities":
+        result = keras.layers.Softmax(name="probabilities")(scaled)
+    else:
+        result = scaled
+    plain = keras.Model(inputs, result, name=f"{model.network.name}_{output}")
     leftover = [layer.name for layer in flat_layers(plain) if _is_deel_lip(layer)]
     if leftover:  # pragma: no cover  (every branch of _plain_layer replaces them)
         raise RuntimeError(f"deel-lip layers left in the export: {leftover}")
     if check:
         x = model.buffer.prior_sample(_CHECK_POINTS, [model.seed, 7])
-        expected = model.energy(x).numpy()
+        if output == "energy":
+            expected = model.energy(x).numpy()
+        elif output == "logits":
+            expected = model.logits(x).numpy()
+        else:
+            expected = model.predict_proba(x)
         got = plain(x, training=False).numpy()
         scale = max(1.0, float(np.abs(expected).max()))
         error = float(np.abs(got - expected).max())

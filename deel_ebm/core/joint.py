@@ -1,0 +1,314 @@
+r"""JointEnergyModel: a deel-lip classifier read as an energy model of ``(x, y)``.
+
+A classifier ``f`` with ``C`` logits, 1-Lipschitz as a map to ``R^C``, defines
+(JEM, Grathwohl et al., ICLR 2020)
+
+.. math::
+
+    E(x, y) = -k f_y(x), \qquad p(y \mid x) = \operatorname{softmax}(k f(x))_y,
+    \qquad E(x) = -\log \sum_y e^{k f_y(x)}.
+
+The marginal energy is k-Lipschitz: its gradient ``-k Σ_y p(y|x) ∇f_y(x)`` is
+``k Jᵀp`` with ``‖J‖ ≤ 1`` and ``‖p‖₂ ≤ 1``. Everything :class:`EnergyModel`
+does on ``E(x)`` (chains, replay buffer, proposals, callbacks, save/load,
+export, strategies) carries over; training adds the cross-entropy of
+``p(y|x)``: the loss is ``CE + generative_weight · L_gen(E(x⁺), E(x⁻))``, the
+negative log-likelihood of ``(x, y)`` when the weight is 1 and ``L_gen`` is
+the maximum-likelihood loss.
+
+A prediction whose top two logits ``k f`` differ by ``m`` is certified for
+every perturbation ``‖δ‖₂ < m / (c k)``, where ``c = √2`` when the logit vector
+is 1-Lipschitz (:func:`deel_ebm.nets.lipschitz_classifier`) and ``c = 2`` when
+only each logit is (:func:`deel_ebm.nets.logit_margin_factor`):
+:meth:`JointEnergyModel.certified_radius`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from deel_ebm import nets
+from deel_ebm._backend import keras, tf
+from deel_ebm.core.model import EnergyModel
+from deel_ebm.core.samplers import sample_chain, trace_x
+
+__all__ = ["JointEnergyModel", "as_labels", "DEFAULT_GENERATIVE_WEIGHT"]
+
+DEFAULT_GENERATIVE_WEIGHT = 1.0
+
+
+def as_labels(y, num_classes: int, n: int | None = None, name: str = "y") -> np.ndarray:
+    """Integer class labels ``(n,)`` (int32) from integer labels or one-hot rows.
+
+    Raises:
+        ValueError: for labels outside ``[0, num_classes)``, rows that are not
+            one-hot, a non-integer value, or a length other than ``n``.
+    """
+    if y is None:
+        raise ValueError(f"{name}: a JointEnergyModel needs class labels")
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == num_classes and y.shape[1] > 1:
+        if not np.issubdtype(y.dtype, np.number):
+            raise ValueError(f"{name}: one-hot labels must be numbers, got {y.dtype}")
+        ones = np.isclose(y, 1.0)
+        if not (np.all(ones | np.isclose(y, 0.0)) and np.all(ones.sum(1) == 1)):
+            raise ValueError(
+                f"{name}: rows of (n, {num_classes}) labels must be one-hot"
+            )
+        y = np.argmax(y, axis=1)
+    elif y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be integer labels (n,) or one-hot rows (n, {num_classes}), "
+            f"got shape {y.shape}"
+        )
+    if y.dtype == bool or not np.issubdtype(y.dtype, np.number):
+        raise ValueError(f"{name} must hold integer class labels, got {y.dtype}")
+    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+        raise ValueError(f"{name} must hold integer class labels")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{name}: labels must lie in [0, {num_classes - 1}], got "
+            f"{int(y.min())}..{int(y.max())}"
+        )
+    if n is not None and len(y) != n:
+        raise ValueError(f"{name} has {len(y)} labels for {n} samples")
+    return y.astype(np.int32)
+
+
+class _ConditionalChains:
+    """Compiled class-conditional chains by (sampler, num_steps, trajectory);
+    a plain object, not tracked by Keras."""
+
+    def __init__(self):
+        self.functions = {}
+
+
+@keras.utils.register_keras_serializable(package="deel_ebm")
+class JointEnergyModel(EnergyModel):
+    r"""A classifier and an energy model in one: :math:`p(x, y) \propto e^{k f_y(x)}`.
+
+    Args:
+        network: a Keras classifier mapping ``(n, *input_shape)`` to ``C ≥ 2``
+            logits ``(n, C)``; for a certified model, deel-lip layers only
+            (:func:`deel_ebm.nets.lipschitz_classifier`).
+        k_coef_lip: ``k``: the logits are ``k f`` (the temperature of
+            ``p(y|x)``) and the marginal energy is k-Lipschitz. Default as
+            :class:`EnergyModel` (``max(40, d)`` above 8 dimensions).
+        generative_weight: weight of the generative term (``≥ 0``; 1: the
+            joint likelihood; 0: a plain classifier, though the chains still
+            run).
+        **kwargs: every other argument of :class:`EnergyModel` (sampler,
+            buffer, loss of the generative term, proposal, base, seed, ...).
+
+    ``fit(x, y)`` takes integer labels or one-hot rows; ``predict(x)`` returns
+    class probabilities ``(n, C)``; ``energy(x)`` the marginal energy;
+    ``sample(n, y=c)`` class-conditional samples.
+
+    Example:
+        >>> data = deel_ebm.datasets.load_digits()
+        >>> net = deel_ebm.nets.lipschitz_classifier((8, 8, 1), num_classes=10)
+        >>> model = deel_ebm.JointEnergyModel(net)
+        >>> model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+        >>> history = model.fit(data.x_train, data.y_train, epochs=1, verbose=0)
+        >>> model.predict(data.x_test[:4], verbose=0).shape
+        (4, 10)
+    """
+
+    def __init__(
+        self,
+        network,
+        k_coef_lip: float | None = None,
+        generative_weight: float = DEFAULT_GENERATIVE_WEIGHT,
+        **kwargs,
+    ):
+        if isinstance(generative_weight, bool) or not isinstance(
+            generative_weight, numbers.Real
+        ):
+            raise TypeError(
+                f"generative_weight must be a number, got {generative_weight!r}"
+            )
+        if not (math.isfinite(generative_weight) and generative_weight >= 0):
+            raise ValueError(
+                f"generative_weight must be finite and >= 0, got {generative_weight}"
+            )
+        super().__init__(network, k_coef_lip=k_coef_lip, **kwargs)
+        self.generative_weight = float(generative_weight)
+        #: the Lipschitz constant of a margin f_i − f_j (√2 or 2)
+        self.margin_factor = nets.logit_margin_factor(self.network)
+        self._conditional_chains = _ConditionalChains()
+
+    # ------------------------------------------------------------ construction
+    def _check_scalar_output(self):
+        out = self.network(tf.zeros((2, *self.sample_shape)), training=False)
+        if len(out.shape) != 2 or out.shape[1] is None or out.shape[1] < 2:
+            raise ValueError(
+                "a JointEnergyModel's network must return C >= 2 logits per sample, "
+                f"shape (n, C); it returns {tuple(out.shape[1:])} per sample"
+            )
+        self.num_classes = int(out.shape[1])
+
+    def _extra_metric_names(self):
+        return ("ce", "accuracy")
+
+    # ---------------------------------------------------------------- outputs
+    def _logits(self, inputs, training=False):
+        out = self.network(inputs, training=training)
+        return tf.cast(self.k_tensor(), out.dtype) * out
+
+    def call(self, inputs, training=False):
+        """Marginal energies ``−logsumexp_y k f_y(x)``, shape ``(n,)``."""
+        return -tf.reduce_logsumexp(self._logits(inputs, training), axis=1)
+
+    def logits(self, x, batch_size: int | None = None) -> tf.Tensor:
+        """The logits ``k f(x)``, shape ``(n, C)``; ``softmax`` gives ``p(y|x)``."""
+        self._ensure_fresh()
+        x = self._check_array(x, "x", allow_empty=True)
+        if batch_size is None or x.shape[0] <= batch_size:
+            return self._logits(x)
+        parts = [
+            self._logits(x[i : i + batch_size])
+            for i in range(0, x.shape[0], batch_size)
+        ]
+        return tf.concat(parts, axis=0)
+
+    def predict_proba(self, x, batch_size: int | None = 1024) -> np.ndarray:
+        """Class probabilities ``p(y|x)``, shape ``(n, C)`` (NumPy)."""
+        return tf.nn.softmax(self.logits(x, batch_size=batch_size)).numpy()
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return tf.nn.softmax(self._logits(tf.cast(x, tf.float32)))
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``: class probabilities ``(n, C)``."""
+        self._ensure_fresh()
+        return super().predict(x, *args, **kwargs)
+
+    def conditional_energy(self, x, y) -> tf.Tensor:
+        """``E(x, y) = −k f_y(x)``, shape ``(n,)``; ``y``: an int or ``(n,)`` labels."""
+        self._ensure_fresh()
+        x = self._check_array(x, "x", allow_empty=True)
+        labels = self._sample_labels(y, int(x.shape[0]))
+        return self._conditional_energy(x, tf.constant(labels))
+
+    def _conditional_energy(self, x, labels):
+        logits = self._logits(x)
+        return -tf.gather(logits, labels, axis=1, batch_dims=1)
+
+    def certified_radius(self, x, batch_size: int | None = 1024) -> np.ndarray:
+        r"""Radius ``m / (c k)`` within which the predicted class cannot change.
+
+        ``m`` is the gap between the top two logits ``k f``, ``c`` is
+        :attr:`margin_factor` (√2 for a logit vector that is 1-Lipschitz): every
+        ``x + δ`` with ``‖δ‖₂ < m / (c k)`` gets the same prediction as ``x``
+        (certified only for a Lipschitz network, :attr:`is_lipschitz`).
+        """
+        logits = np.sort(self.logits(x, batch_size=batch_size).numpy(), axis=1)
+        margin = logits[:, -1].astype(np.float64) - logits[:, -2]
+        return margin / (self.margin_factor * self.k_coef_lip)
+
+    # ---------------------------------------------------------------- training
+    def _labels(self, data):
+        _, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise ValueError("JointEnergyModel: training data need labels (x, y)")
+        y = tf.convert_to_tensor(y)
+        if y.shape.rank == 2 and y.shape[1] == self.num_classes:
+            y = tf.argmax(y, axis=1)  # one-hot rows (a tf.data input)
+        return tf.cast(tf.reshape(y, [-1]), tf.int32)
+
+    def _loss_terms(self, data, x_pos, x_neg, log_q, training):
+        labels = self._labels(data)
+        n = tf.shape(x_pos)[0]
+        logits = self._logits(tf.concat([x_pos, x_neg], axis=0), training=training)
+        energies = -tf.reduce_logsumexp(logits, axis=1)
+        e_pos, e_neg = energies[:n], energies[n:]
+        ce = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=logits[:n]
+            )
+        )
+        generative = self.energy_loss(e_pos, e_neg, log_q=log_q)
+        loss = ce + self.generative_weight * generative
+        predicted = tf.argmax(logits[:n], axis=1, output_type=tf.int32)
+        accuracy = tf.reduce_mean(tf.cast(tf.equal(predicted, labels), tf.float32))
+        return loss, e_pos, e_neg, {"ce": ce, "accuracy": accuracy}
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, **kwargs):
+        """:meth:`EnergyModel.fit` on ``(x, y)``: ``y`` integer labels ``(n,)`` or
+        one-hot rows ``(n, C)`` (a ``tf.data`` input yields ``(x, y)`` batches);
+        ``validation_data`` is ``(x_val, y_val)``."""
+        if not isinstance(x, tf.data.Dataset):
+            n = None if x is None else len(x)
+            y = as_labels(y, self.num_classes, n)
+        val = kwargs.get("validation_data")
+        if isinstance(val, (tuple, list)) and len(val) >= 2:
+            if not isinstance(val[0], tf.data.Dataset):
+                labels = as_labels(
+                    val[1], self.num_classes, len(val[0]), "validation y"
+                )
+                kwargs["validation_data"] = (val[0], labels, *val[2:])
+        elif isinstance(val, np.ndarray) or (
+            isinstance(val, (tuple, list)) and len(val) == 1
+        ):
+            raise ValueError(
+                "validation_data of a JointEnergyModel is (x_val, y_val), with labels"
+            )
+        return super().fit(x, y, batch_size=batch_size, epochs=epochs, **kwargs)
+
+    # ---------------------------------------------------------------- sampling
+    def _sample_labels(self, y, n):
+        if isinstance(y, numbers.Integral) and not isinstance(y, bool):
+            y = np.full(n, int(y))
+        return as_labels(y, self.num_classes, n, name="y")
+
+    def sample(
+        self,
+        n: int,
+        num_steps: int | None = None,
+        init=None,
+        return_trajectory: bool = False,
+        sampler=None,
+        seed=None,
+        return_results: bool = False,
+        y=None,
+    ):
+        """:meth:`EnergyModel.sample`; with ``y`` (a class, or ``(n,)`` labels) the
+        chains run on ``E(x, y) = −k f_y(x)``: class-conditional samples."""
+        if y is None:
+            return super().sample(
+                n, num_steps, init, return_trajectory, sampler, seed, return_results
+            )
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        labels = tf.constant(self._sample_labels(y, int(n)))
+        sampler, seeds = self._next_sample_seeds(sampler, seed)
+        x0 = self._chain_starts(n, init, seeds[0])
+        chain = self._conditional_chain(sampler, num_steps, return_trajectory)
+        out = chain(x0, labels, seeds[1])
+        return self._sample_outputs(x0, out, return_trajectory, return_results)
+
+    def _conditional_chain(self, sampler, num_steps, return_trajectory):
+        key = (id(sampler), num_steps, return_trajectory)
+        cache = self._conditional_chains.functions
+        if key not in cache:
+            trace_fn = trace_x if return_trajectory else None
+            jit = sampler.jit_compile != False  # noqa: E712  ("auto" and True)
+
+            def chain(x0, labels, seed):
+                def energy(x):
+                    return self._conditional_energy(x, labels)
+
+                return sample_chain(sampler, energy, x0, seed, num_steps, trace_fn)
+
+            cache[key] = tf.function(chain, jit_compile=jit)
+        return cache[key]
+
+    # --------------------------------------------------------- serialisation
+    def get_config(self):
+        return {**super().get_config(), "generative_weight": self.generative_weight}
