@@ -12,13 +12,17 @@ and ``TensorBoard`` record it; list them *before* those loggers in ``callbacks=`
 - :class:`SampleSnapshot`: samples as PNG files and TensorBoard images.
 - :class:`DivergenceGuard`: rolls back to the last good state and retries with a
   smaller step size and learning rate when training diverges.
+- :class:`CertifiedAccuracy`: accuracy and certified robust accuracy of a
+  :class:`~deel_ebm.JointEnergyModel` on held-out data
+  (``val_certified_accuracy_{ε}``).
 - :class:`NetworkCallback`: runs a callback on the energy network, so deel-lip's
   ``CondenseCallback`` and ``MonitorCallback`` see its deel-lip layers.
 - :func:`tensorboard_callbacks`: the monitor, the certificate, sample images and
   Keras' ``TensorBoard``, in that order, for one ``log_dir``.
 
-Every callback is registered under the package ``deel_ebm``; ``get_config``
-holds its constructor arguments and ``from_config`` rebuilds it.
+Every callback but :class:`CertifiedAccuracy` (which holds its data) is
+registered under the package ``deel_ebm``; ``get_config`` holds its constructor
+arguments and ``from_config`` rebuilds it.
 """
 
 from deel_ebm.callbacks._energy_gap import (
@@ -34,6 +38,7 @@ from deel_ebm.callbacks._lipschitz import (
     lipschitz_report,
 )
 from deel_ebm.callbacks._network import NetworkCallback
+from deel_ebm.callbacks._robust import CertifiedAccuracy
 from deel_ebm.callbacks._snapshot import SampleSnapshot
 from deel_ebm.callbacks._tensorboard import tensorboard_callbacks
 
@@ -44,6 +49,7 @@ __all__ = [
     "SampleSnapshot",
     "DivergenceGuard",
     "NetworkCallback",
+    "CertifiedAccuracy",
     "lipschitz_report",
     "tensorboard_callbacks",
     "GAP_OK",

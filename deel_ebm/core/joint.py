@@ -38,6 +38,8 @@ from deel_ebm.core.samplers import sample_chain, trace_x
 __all__ = ["JointEnergyModel", "as_labels", "DEFAULT_GENERATIVE_WEIGHT"]
 
 DEFAULT_GENERATIVE_WEIGHT = 1.0
+#: pool draws per conditional sample (sampling-importance-resampling)
+RESAMPLE_FACTOR = 8
 
 
 def as_labels(y, num_classes: int, n: int | None = None, name: str = "y") -> np.ndarray:
@@ -279,19 +281,55 @@ class JointEnergyModel(EnergyModel):
         y=None,
     ):
         """:meth:`EnergyModel.sample`; with ``y`` (a class, or ``(n,)`` labels) the
-        chains run on ``E(x, y) = −k f_y(x)``: class-conditional samples."""
+        chains run on ``E(x, y) = −k f_y(x)``: class-conditional samples.
+
+        With ``init=None`` and a fitted proposal or base (a mixture fitted to the
+        data), conditional chains start from its draws resampled toward
+        ``p(x | y)`` (weights ``exp(k f_y(x)) / q(x)``, 8 draws per sample);
+        otherwise as :meth:`EnergyModel.sample`.
+        """
         if y is None:
             return super().sample(
                 n, num_steps, init, return_trajectory, sampler, seed, return_results
             )
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
-        labels = tf.constant(self._sample_labels(y, int(n)))
+        labels = self._sample_labels(y, int(n))
         sampler, seeds = self._next_sample_seeds(sampler, seed)
-        x0 = self._chain_starts(n, init, seeds[0])
+        pool = self._start_pool() if init is None else None
+        if pool is not None:
+            x0 = self._conditional_starts(pool, labels, seeds[0])
+        else:
+            x0 = self._chain_starts(n, init, seeds[0])
+        labels = tf.constant(labels)
         chain = self._conditional_chain(sampler, num_steps, return_trajectory)
         out = chain(x0, labels, seeds[1])
         return self._sample_outputs(x0, out, return_trajectory, return_results)
+
+    def _start_pool(self):
+        """The fitted mixture (proposal, else base) conditional starts come from."""
+        if self._proposal_ready():
+            return self.proposal
+        if self.base is not None and self.base.is_fitted:
+            return self.base
+        return None
+
+    def _conditional_starts(self, pool, labels, seed):
+        """Sampling-importance-resampling toward ``p(x | y)``: draws of ``q``
+        weighted by ``exp(k f_y(x)) / q(x)``, per label, from one shared pool."""
+        n = len(labels)
+        draw_seed, pick_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+        )
+        x, log_q = self._draws_of(pool, RESAMPLE_FACTOR * n, draw_seed)
+        log_w = tf.transpose(self.logits(x, batch_size=4096)) - log_q[None]
+        picks = np.zeros(n, np.int64)
+        for c in np.unique(labels):
+            rows = np.flatnonzero(labels == c)
+            c_seed = tf.random.experimental.stateless_fold_in(pick_seed, int(c))
+            drawn = tf.random.stateless_categorical(log_w[c][None], len(rows), c_seed)
+            picks[rows] = drawn[0].numpy()
+        return tf.gather(x, picks)
 
     def _conditional_chain(self, sampler, num_steps, return_trajectory):
         key = (id(sampler), num_steps, return_trajectory)

@@ -63,6 +63,8 @@ DEFAULT_BATCH_SIZE_CHAINS = 256
 DEFAULT_BATCH_SIZE_PROPOSAL = 1024
 # proposal draws per sample returned by sample() before resampling
 _RESAMPLE_FACTOR = 8
+# bounds the (n, components, d) intermediate of log q
+_LOG_Q_CHUNK = 65536
 
 
 #: the learned k of the low-dimension default: its start and its cap
@@ -614,16 +616,19 @@ class EnergyModel(keras.Model):
         draw_seed, pick_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
         )
-        m = _RESAMPLE_FACTOR * n
-        x = self.proposal.sample(m, draw_seed)
-        chunk = 65536  # bounds the (n, components, d) intermediate of log q
-        log_q = tf.concat(
-            [self.proposal.log_prob(x[i : i + chunk]) for i in range(0, m, chunk)],
-            axis=0,
-        )
-        log_w = -self.energy(x, batch_size=chunk) - log_q
+        x, log_q = self._draws_of(self.proposal, _RESAMPLE_FACTOR * n, draw_seed)
+        log_w = -self.energy(x, batch_size=_LOG_Q_CHUNK) - log_q
         picks = tf.random.stateless_categorical(log_w[None], n, pick_seed)[0]
         return tf.gather(x, picks)
+
+    @staticmethod
+    def _draws_of(mixture, m, seed):
+        """``m`` draws of a fitted mixture and their ``log q`` (in chunks)."""
+        x = mixture.sample(m, seed)
+        parts = [
+            mixture.log_prob(x[i : i + _LOG_Q_CHUNK]) for i in range(0, m, _LOG_Q_CHUNK)
+        ]
+        return x, tf.concat(parts, axis=0)
 
     # ---------------------------------------------------------------- training
     def _step_seeds(self, offset=0):

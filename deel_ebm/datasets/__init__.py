@@ -2,7 +2,8 @@
 
 - :mod:`~deel_ebm.datasets.densities`: the six 2D densities (sampler and exact
   log-density of the same distribution);
-- :mod:`~deel_ebm.datasets.loaders`: train/test splits, digits, ``tf.data``.
+- :mod:`~deel_ebm.datasets.loaders`: train/test splits, digits, ``tf.data``;
+- :mod:`~deel_ebm.datasets.ood`: out-of-distribution images built from digits.
 """
 
 from deel_ebm.datasets.densities import (
@@ -27,6 +28,7 @@ from deel_ebm.datasets.loaders import (
     load_2d,
     load_digits,
 )
+from deel_ebm.datasets.ood import OOD_KINDS, gaussian_blur, ood_set, ood_sets
 
 __all__ = [
     "DENSITIES",
@@ -47,4 +49,8 @@ __all__ = [
     "as_dataset",
     "DigitsData",
     "load_digits",
+    "OOD_KINDS",
+    "ood_set",
+    "ood_sets",
+    "gaussian_blur",
 ]

@@ -330,3 +330,43 @@ def test_callbacks_and_validation_metrics_work_on_a_joint_model():
     for key in ("ce", "accuracy", "val_ce", "val_accuracy", "energy_gap"):
         assert key in history.history, key
         assert np.all(np.isfinite(history.history[key]))
+
+
+@pytest.mark.slow
+def test_conditional_starts_are_resampled_toward_the_class():
+    """With a fitted proposal, sample(y=c) starts from its draws resampled by
+    exp(k f_c) / q: in class c before any chain step."""
+    x, y = three_blobs(1536, seed=4)
+    tf.keras.utils.set_random_seed(0)
+    net = deel_ebm.nets.lipschitz_classifier((2,), 3, units=(32, 32))
+    model = deel_ebm.JointEnergyModel(net, k_coef_lip=10.0, weight_average=None)
+    assert model.proposal is not None  # 2D: importance-sampled negatives
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(x, y, batch_size=512, epochs=20, verbose=0)
+    labels = np.repeat([0, 1, 2], 200)
+    starts = model.sample(600, y=labels, num_steps=0, seed=3).numpy()
+    nearest = np.argmin(np.linalg.norm(starts[:, None] - CENTRES, axis=2), axis=1)
+    assert np.mean(nearest == labels) >= 0.9
+    plain = model.sample(600, num_steps=0, seed=3).numpy()  # no class asked
+    nearest = np.argmin(np.linalg.norm(plain[:, None] - CENTRES, axis=2), axis=1)
+    assert np.mean(nearest == labels) < 0.5
+    # and the same seed gives the same starts
+    again = model.sample(600, y=labels, num_steps=0, seed=3).numpy()
+    np.testing.assert_array_equal(starts, again)
+
+
+def test_certified_accuracy_callback_logs_each_radius(trained):
+    x, y = three_blobs(300, seed=15)
+    callback = deel_ebm.callbacks.CertifiedAccuracy(x, y, radii=(0.1, 0.5))
+    history = trained.fit(
+        x, y, batch_size=150, epochs=1, verbose=0, callbacks=[callback]
+    )
+    expected = deel_ebm.certificates.certified_robust_accuracy(
+        trained.logits(x).numpy(), y, trained.k_coef_lip, (0.1, 0.5)
+    )
+    assert history.history["val_certified_accuracy_0.1"] == [expected[0.1]]
+    assert history.history["val_certified_accuracy_0.5"] == [expected[0.5]]
+    assert history.history["val_accuracy"] == [expected[0.0]]
+    assert expected[0.1] >= expected[0.5] and expected[0.5] > 0
+    with pytest.raises(ValueError, match="same positive number of samples"):
+        deel_ebm.callbacks.CertifiedAccuracy(x, y[:3])
