@@ -12,7 +12,8 @@ trains with the same budget (``--epochs`` epochs of batch 256, Adam 1e-3):
 - ``jem``: the same-shape unconstrained JEM
   (:func:`deel_ebm.nets.unconstrained_classifier`, everything else equal);
 - ``logreg`` / ``svc``: sklearn's LogisticRegression and SVC (RBF, its
-  probabilities calibrated by ``CalibratedClassifierCV``) on the pixels, for orientation.
+  probabilities calibrated by ``CalibratedClassifierCV``) on the pixels, for
+  orientation.
 
 For each: test accuracy; expected calibration error (15 equal-width bins of the
 top probability); certified robust accuracy at ℓ2 radii 0.1 / 0.25 / 0.5 (logit
@@ -51,6 +52,8 @@ BATCH = 256
 LR = 1e-3
 SAMPLES_PER_CLASS = 20
 SAMPLE_STEPS = 200
+PRIOR_STEPS = 1000
+TEST_IMAGES = []  # the test digits (set by main): the reference of the FD
 
 
 def expected_calibration_error(probs, labels, bins=BINS) -> float:
@@ -194,22 +197,31 @@ def classifier_metrics(logits_fn, data, k, certified, energy=None, ood=None):
     return row
 
 
+def _grade_samples(model, x, labels) -> dict:
+    own = model.predict_proba(x).argmax(1)
+    reference = metrics.digits_classifier().predict_proba(x.reshape(len(x), -1))
+    return {
+        "accuracy_joint": float(np.mean(own == labels)),
+        "accuracy_reference": float(np.mean(reference.argmax(1) == labels)),
+        "fd": metrics.frechet_distance(x, TEST_IMAGES[0]),
+    }
+
+
 def conditional_samples(model, seed):
+    """Default conditional sampling (the fitted start resampled toward p(x|y),
+    then chains on E(x, y)), and chains from uniform noise alone."""
     labels = np.repeat(np.arange(10), SAMPLES_PER_CLASS)
     x = model.sample(len(labels), y=labels, num_steps=SAMPLE_STEPS, seed=seed)
     x = np.clip(x.numpy(), -1.0, 1.0)
-    own = model.predict_proba(x).argmax(1)
-    reference = metrics.digits_classifier().predict_proba(x.reshape(len(x), -1))
-    reference = reference.argmax(1)
-    return (
-        x,
-        labels,
-        {
-            "accuracy_joint": float(np.mean(own == labels)),
-            "accuracy_reference": float(np.mean(reference == labels)),
-            "num_steps": SAMPLE_STEPS,
-        },
+    graded = {"default": dict(_grade_samples(model, x, labels), steps=SAMPLE_STEPS)}
+    noise = model.sample(
+        len(labels), y=labels, num_steps=PRIOR_STEPS, init="prior", seed=seed
     )
+    graded["from_noise"] = dict(
+        _grade_samples(model, np.clip(noise.numpy(), -1.0, 1.0), labels),
+        steps=PRIOR_STEPS,
+    )
+    return x, labels, graded
 
 
 def sklearn_rows(data, ood):
@@ -277,10 +289,16 @@ def main(argv=None):
         "--seeds", type=int, default=5, help="seeds of the joint models"
     )
     parser.add_argument("--epochs", type=int, default=100, help="epochs (batch 256)")
+    parser.add_argument(
+        "--weights",
+        default="0.03,1",
+        help="generative weights of more lip-joint runs (seed 0), beside the default",
+    )
     parser.add_argument("--out", default="benchmarks/results/joint.json")
     parser.add_argument("--picture", default="docs/img/joint_samples.png")
     args = parser.parse_args(argv)
     data = datasets.load_digits()
+    TEST_IMAGES[:] = [data.x_test]
     ood = datasets.ood_sets(data.x_test, data.y_test)
     result = {"epochs": args.epochs, "batch": BATCH, "seeds": args.seeds, "runs": {}}
     pictures = {}
@@ -310,6 +328,24 @@ def main(argv=None):
             result["runs"].setdefault(name, []).append(row)
             print(name, seed, json.dumps(row)[:400], flush=True)
         if seed == 0:
+            for weight in [float(w) for w in args.weights.split(",") if w]:
+                model, info = train_joint(
+                    data, seed, args.epochs, generative_weight=weight
+                )
+                row = dict(info, k=model.k_coef_lip, generative_weight=weight)
+                if info["finite"]:
+                    row.update(
+                        classifier_metrics(
+                            lambda x, m=model: m.logits(x),
+                            data,
+                            model.k_coef_lip,
+                            certified=True,
+                            energy=lambda x, m=model: m.energy(x).numpy(),
+                            ood=ood,
+                        )
+                    )
+                result["runs"][f"lip-joint-w{weight:g}"] = [row]
+                print(f"lip-joint-w{weight:g}", json.dumps(row)[:400], flush=True)
             k = result["runs"]["lip-joint"][0]["k"]
             for loss in ("ce", "hkr"):
                 logits_fn, net, info = train_discriminative(
