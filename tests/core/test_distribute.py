@@ -277,3 +277,14 @@ def test_multi_worker_backup_and_restore_resumes_exactly(workers):
         assert resume["mismatched"] == []
         assert resume["optimizer_equal"]
         assert not resume["backup_left"]  # Keras removes it after a finished fit
+
+
+@pytest.mark.slow
+def test_a_joint_model_trains_under_a_strategy(tmp_path):
+    result = _scenario("joint", tmp_path)
+    assert result["replicas"] == 2
+    for key in ("loss", "ce", "accuracy", "energy_gap"):
+        assert np.all(np.isfinite(result["history"][key])), key
+    assert result["history"]["ce"][-1] < result["history"]["ce"][0]
+    assert result["accuracy"] >= 0.9
+    assert result["load_error"] < 1e-5
