@@ -30,6 +30,7 @@ test accuracy below 0.5) is the stability measure.
 
     python benchmarks/bench_joint.py                    # 5 seeds, 100 epochs
     python benchmarks/bench_joint.py --seeds 1 --epochs 3 --out /tmp/smoke.json
+    python benchmarks/bench_joint.py --render benchmarks/results/joint.json
 """
 
 from __future__ import annotations
@@ -283,6 +284,57 @@ def save_picture(samples, path):
     plt.close(fig)
 
 
+def markdown(result) -> str:
+    """The result as Markdown tables (docs/benchmarks.md)."""
+    kinds = list(datasets.OOD_KINDS)
+    lines = [
+        "| model | accuracy | ECE | certified @0.1 / 0.25 / 0.5 "
+        "| PGD @0.1 / 0.25 / 0.5 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, rows in result["runs"].items():
+        row = rows[0]
+        if "accuracy" not in row:
+            continue
+        cert = row.get("certified")
+        cert = " / ".join(f"{v:.3f}" for v in cert.values()) if cert else "—"
+        pgd = row.get("pgd")
+        pgd = " / ".join(f"{v:.3f}" for v in pgd.values()) if pgd else "—"
+        lines.append(
+            f"| {name} | {row['accuracy']:.3f} | {row['ece']:.3f} | {cert} | {pgd} |"
+        )
+    lines += [
+        "",
+        "| model | score | " + " | ".join(kinds) + " |",
+        "|---|---|" + "---|" * len(kinds),
+    ]
+    for name, rows in result["runs"].items():
+        ood = rows[0].get("ood")
+        if not ood:
+            continue
+        for score in ("energy", "max_prob"):
+            if score not in ood[kinds[0]]:
+                continue
+            values = " | ".join(f"{ood[k][score]:.3f}" for k in kinds)
+            label = "E(x)" if score == "energy" else "max p(y|x)"
+            lines.append(f"| {name} | {label} | {values} |")
+    lines += ["", "| model | samples | steps | joint's accuracy | reference's | FD |"]
+    lines.append("|---|---|---|---|---|---|")
+    for name, rows in result["runs"].items():
+        for how, g in rows[0].get("conditional_samples", {}).items():
+            lines.append(
+                f"| {name} | {how} | {g['steps']} | {g['accuracy_joint']:.3f} | "
+                f"{g['accuracy_reference']:.3f} | {g['fd']:.2f} |"
+            )
+    lines += ["", "| model | diverged | accuracy over seeds (mean, min–max) |"]
+    lines.append("|---|---|---|")
+    for name, share in result["diverged"].items():
+        acc = result.get("accuracy_over_seeds", {}).get(name)
+        text = f"{acc['mean']:.3f} ({acc['min']:.3f}–{acc['max']:.3f})" if acc else "—"
+        lines.append(f"| {name} | {share} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -296,7 +348,12 @@ def main(argv=None):
     )
     parser.add_argument("--out", default="benchmarks/results/joint.json")
     parser.add_argument("--picture", default="docs/img/joint_samples.png")
+    parser.add_argument("--render", help="only write the .md tables of a result")
     args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(Path(args.render).read_text())
+        Path(args.render).with_suffix(".md").write_text(markdown(result))
+        return
     data = datasets.load_digits()
     TEST_IMAGES[:] = [data.x_test]
     ood = datasets.ood_sets(data.x_test, data.y_test)
@@ -375,6 +432,7 @@ def main(argv=None):
             }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
+    Path(args.out).with_suffix(".md").write_text(markdown(result))
     if len(pictures) == 2 and args.picture:
         save_picture(pictures, args.picture)
     print(json.dumps({"diverged": result["diverged"]}))

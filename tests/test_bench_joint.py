@@ -31,6 +31,8 @@ def test_smoke_budget_writes_every_model_and_metric(tmp_path):
     assert set(runs["lip-joint"][0]["conditional_samples"]) == {"default", "from_noise"}
     assert picture.stat().st_size > 10_000
     assert result["diverged"].keys() == {"lip-joint", "jem"}
+    tables = out.with_suffix(".md").read_text()
+    assert "| lip-hkr |" in tables and "max p(y|x)" in tables
 
 
 def test_calibration_error_of_a_hand_example():
