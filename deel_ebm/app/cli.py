@@ -270,8 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="C|all|marginal",
         help="joint model: C draws n samples of class C (chains on E(x, y) = "
-        "-k f_y(x), started from the marginal's starts resampled by p(y|x)); all "
-        "splits the n samples evenly across the classes (a .png "
+        "-k f_y(x), from starts resampled toward p(x|y): JointEnergyModel.sample); "
+        "all splits the n samples evenly across the classes (a .png "
         "has one row per class, a .npy gets their labels in <name>_labels.npy); "
         "marginal draws from p(x), as for an energy model (default: all for a "
         "joint model, marginal otherwise)",
@@ -483,7 +483,7 @@ def _sample_figure(x, y, what, run_name):
 
 
 def cmd_sample(args):
-    from deel_ebm.app.runs import class_conditional_sample, load_run
+    from deel_ebm.app.runs import load_run
     from deel_ebm.core.samplers import MALASampler
 
     out = _check_writable(Path(args.out), (".npy", ".png"))
@@ -502,23 +502,14 @@ def cmd_sample(args):
             num_steps=args.num_steps or model.sampler.num_steps,
             step_size=float(chains.step_size.numpy()),
         )  # the MH correction of the model's Langevin proposal
-    if y is None:
-        x, results = model.sample(
-            args.n,
-            num_steps=args.num_steps,
-            sampler=sampler,
-            seed=args.seed,
-            return_results=True,
-        )
-    else:
-        x, results = class_conditional_sample(
-            model,
-            y,
-            num_steps=args.num_steps,
-            sampler=sampler,
-            seed=args.seed,
-            return_results=True,
-        )
+    x, results = model.sample(
+        args.n,
+        num_steps=args.num_steps,
+        sampler=sampler,
+        seed=args.seed,
+        return_results=True,
+        **({} if y is None else {"y": y}),
+    )
     x = x.numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     line = f"wrote {len(x)} samples" + (f" of {what}" if what else "") + f" to {out}"

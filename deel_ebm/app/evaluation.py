@@ -19,7 +19,6 @@ import numpy as np
 
 from deel_ebm import baselines, certificates, datasets, metrics
 from deel_ebm.app.runs import (
-    class_conditional_sample,
     class_sample_labels,
     classification_metrics,
     energy_fn,
@@ -202,7 +201,7 @@ def _classification_row(model, data, config, seed) -> dict:
         row[f"certified_accuracy_{radius}"] = value
     if config.dataset == "digits" and data.num_classes == 10:
         y = class_sample_labels(NUM_SAMPLES, data.num_classes)
-        x = class_conditional_sample(model, y, seed=seed).numpy()
+        x = model.sample(len(y), y=y, seed=seed).numpy()
         probs = metrics.digits_classifier().predict_proba(x.reshape(len(x), -1))
         row["class_agreement"] = float(np.mean(probs.argmax(axis=1) == y))
     return row

@@ -41,7 +41,6 @@ __all__ = [
     "LabeledData",
     "classification_metrics",
     "class_sample_labels",
-    "class_conditional_sample",
     "build_model",
     "default_network",
     "default_sampler",
@@ -92,11 +91,6 @@ DIGITS_CLASSES = 10
 #: (images; 2D data: CLASS_POINTS per class)
 CLASS_SAMPLES = 10
 CLASS_POINTS = 200
-#: class-conditional starts (:func:`class_conditional_sample`): a pool of
-#: about this many marginal starts per sample of each class, at most
-#: SIR_POOL_MAX (and 2**24 numbers)
-SIR_POOL_FACTOR = 10
-SIR_POOL_MAX = 50_000
 
 
 def _opt(default, help, **cli):
@@ -963,54 +957,6 @@ def classification_metrics(model, x_test, y_test, radii=None) -> dict:
     }
 
 
-def class_conditional_sample(
-    model, y, num_steps=None, sampler=None, seed: int = 0, return_results=False
-):
-    """Class-conditional samples of a joint model, from starts of their class.
-
-    ``model.sample(n, y=y)`` starts its chains where the marginal's start (the
-    fitted base, or proposal, or the prior): images of every class, which chains
-    of the default length do not carry to class ``y``. Measured once on a
-    joint digits model (conv classifier, k = 64, generative weight 0.1, 500
-    steps; 200 samples): the reference digits classifier agreed with ``y`` for
-    0.105 of them after the default 40 steps, 0.205 after 400. Here each start
-    is drawn from a pool of the marginal's starts (``model.sample(m,
-    num_steps=1)``) with probability ``p(y|x)``, sampling-importance-resampling
-    of ``p(x|y) ∝ p(x) p(y|x)`` (0.905 on the same model), and the chains on
-    ``E(x, y) = −k f_y(x)`` then run as ``model.sample`` runs them.
-
-    Args:
-        model: a :class:`~deel_ebm.core.joint.JointEnergyModel`.
-        y: ``(n,)`` the class of each sample.
-        num_steps, sampler, return_results: as ``model.sample``.
-        seed: seeds the pool, the resampling and the chains.
-    """
-    y = np.asarray(y).astype(np.int32).reshape(-1)
-    classes = np.unique(y)
-    n = len(y)
-    dims = int(np.prod(model.sample_shape))
-    pool = SIR_POOL_FACTOR * n * model.num_classes // max(len(classes), 1)
-    pool = max(n, min(pool, SIR_POOL_MAX, max(1, 2**24 // dims)))
-    x_pool = model.sample(pool, num_steps=1, seed=seed).numpy()
-    logits = model.logits(x_pool, batch_size=4096).numpy().astype(np.float64)
-    log_p = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)  # log p(y|x)
-    rng = np.random.default_rng(seed)
-    picks = np.empty(n, np.int64)
-    for c in classes:
-        rows = np.flatnonzero(y == c)
-        weights = np.exp(log_p[:, c] - log_p[:, c].max())
-        picks[rows] = rng.choice(pool, size=len(rows), p=weights / weights.sum())
-    return model.sample(
-        n,
-        y=y,
-        init=x_pool[picks],
-        num_steps=num_steps,
-        sampler=sampler,
-        seed=seed,
-        return_results=return_results,
-    )
-
-
 def class_sample_labels(n: int, num_classes: int) -> np.ndarray:
     """``n`` labels split evenly across the classes, sorted: the ``y`` of
     class-conditional samples of every class (class ``c`` gets ``n // C`` or one
@@ -1295,8 +1241,7 @@ def _fit_and_write(
         metrics["classification"] = classification_metrics(model, x_test, labels[1])
         per_class = CLASS_SAMPLES if x_train.ndim == 4 else CLASS_POINTS
         y = class_sample_labels(per_class * model.num_classes, model.num_classes)
-        x = class_conditional_sample(model, y, seed=config.seed).numpy()
-        class_samples = (x, y)
+        class_samples = (model.sample(len(y), y=y, seed=config.seed).numpy(), y)
     samples = model.sample(2000).numpy()
     np.save(out / "samples.npy", samples)
     if config.dataset in datasets.DENSITIES:
