@@ -22,6 +22,13 @@ REPORTS = {
     "quickstart.ipynb": ("exact KL", "certified radii"),
     "tour_2d.ipynb": ("densities:", "exact KL", "certified AUROC"),
     "digits.ipynb": ("classifier confidence", "OneClassSVM", "certified AUROC"),
+    "joint_digits.ipynb": (
+        "test accuracy",
+        "ECE",
+        "certified accuracy",
+        "class agreement",
+        "certified AUROC",
+    ),
 }
 
 

@@ -124,6 +124,28 @@ def _radius(text: str) -> float:
     return value
 
 
+#: ``sample --class`` values besides a class number
+CLASS_ALL = "all"
+CLASS_MARGINAL = "marginal"
+
+
+def _class_choice(text: str):
+    """A class number >= 0, ``all`` or ``marginal``."""
+    word = text.strip().lower()
+    if word in (CLASS_ALL, CLASS_MARGINAL):
+        return word
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a class number, {CLASS_ALL!r} or {CLASS_MARGINAL!r}, got "
+            f"{text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a class number is >= 0, got {value}")
+    return value
+
+
 def _minutes(text: str) -> float:
     try:
         value = float(text)
@@ -184,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="8gaussians, rings, checkerboard, 2spirals, pinwheel, moons, "
         "digits, or a path to an (n, d) / (n, h, w, c) .npy file (required, "
-        "except with --resume)",
+        "except with --resume; --model joint: digits, or a .npy with --labels)",
     )
     p.add_argument("--out", required=True, help="run folder to write (required)")
     mode = p.add_mutually_exclusive_group()
@@ -240,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the chains (default: 0)"
+    )
+    p.add_argument(
+        "--class",
+        dest="class_",
+        type=_class_choice,
+        default=None,
+        metavar="C|all|marginal",
+        help="joint model: C draws n samples of class C (chains on E(x, y) = "
+        "-k f_y(x), from starts resampled toward p(x|y): JointEnergyModel.sample); "
+        "all splits the n samples evenly across the classes (a .png "
+        "has one row per class, a .npy gets their labels in <name>_labels.npy); "
+        "marginal draws from p(x), as for an energy model (default: all for a "
+        "joint model, marginal otherwise)",
     )
 
     p = sub.add_parser(
@@ -304,6 +339,19 @@ def _summary(metrics):
         f"trained {metrics['steps_run']} steps in {metrics['train_seconds']:.0f} s "
         f"(negatives: {resolved.get('negatives')}, k = {metrics['k_coef_lip']:.4g})"
     ]
+    cls = metrics.get("classification")
+    if cls:
+        line = (
+            f"test accuracy {cls['test_accuracy']:.3f}, ECE {cls['test_ece']:.3f} "
+            f"({cls['ece_bins']} bins)"
+        )
+        robust = cls.get("certified_accuracy")
+        if robust:
+            values = " / ".join(f"{v:.3f}" for v in robust.values())
+            line += f", certified accuracy {values} at l2 radius {' / '.join(robust)}"
+        else:
+            line += " (not a Lipschitz network: no certified accuracy)"
+        lines.append(line)
     exact = metrics.get("exact")
     if exact:
         lines.append(
@@ -385,8 +433,56 @@ def cmd_train(args):
     print(f"run folder: {args.out}")
 
 
-def cmd_sample(args):
+def _sample_labels(args, model):
+    """The ``y`` of ``sample`` (None: the marginal) and a description."""
+    from deel_ebm.app.runs import class_sample_labels
+    from deel_ebm.core.joint import JointEnergyModel
+
+    joint = isinstance(model, JointEnergyModel)
+    choice = args.class_
+    if choice is None:
+        choice = CLASS_ALL if joint else CLASS_MARGINAL
+    if choice == CLASS_MARGINAL:
+        return None, ""
+    if not joint:
+        raise ValueError(
+            f"--class draws class-conditional samples of a joint model (train "
+            f"--model joint); {args.model} holds an energy model"
+        )
+    c = model.num_classes
+    if choice == CLASS_ALL:
+        return class_sample_labels(args.n, c), f"classes 0-{c - 1}"
+    if choice >= c:
+        raise ValueError(
+            f"--class must lie in 0..{c - 1} (the model's {c} classes), got {choice}"
+        )
+    return np.full(args.n, choice, np.int32), f"class {choice}"
+
+
+def _sample_figure(x, y, what, run_name):
     from deel_ebm import plotting
+    from deel_ebm.app.figures import class_samples_figure
+
+    shown = min(len(x), 100)
+    if y is not None and np.unique(y).size > 1:
+        per_class = 10 if x.ndim == 4 else len(x)
+        title = f"{run_name}: {len(x)} samples of {what}, one row per class"
+        if x.ndim == 4 and len(x) > per_class * np.unique(y).size:
+            title += f" (the first {per_class} of each)"
+        return class_samples_figure(
+            x, y, plotting.DEFAULT_VALUE_RANGE if x.ndim == 4 else None, per_class,
+            title=title,
+        )  # fmt: skip
+    what = f"of {what} " if what else ""
+    if x.ndim == 4:
+        title = f"{run_name}: samples {what}({shown} of {len(x)} shown)"
+        return plotting.plot_image_grid(x[:shown], title=title)
+    return plotting.plot_samples(
+        x, title=f"{run_name}: {len(x)} samples {what}".strip()
+    )
+
+
+def cmd_sample(args):
     from deel_ebm.app.runs import load_run
     from deel_ebm.core.samplers import MALASampler
 
@@ -396,6 +492,7 @@ def cmd_sample(args):
         len(model.sample_shape) == 3 or model.sample_shape == (2,)
     ):
         raise ValueError("a .png needs 2D samples or images; use .npy")
+    y, what = _sample_labels(args, model)
     sampler = None
     if args.mala:
         chains = model.sampler
@@ -411,16 +508,22 @@ def cmd_sample(args):
         sampler=sampler,
         seed=args.seed,
         return_results=True,
+        **({} if y is None else {"y": y}),
     )
     x = x.numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
+    line = f"wrote {len(x)} samples" + (f" of {what}" if what else "") + f" to {out}"
     if out.suffix == ".npy":
         np.save(out, x)
-    elif x.ndim == 4:
-        plotting.save_figure(plotting.plot_image_grid(x[:100]), out)
+        if y is not None and np.unique(y).size > 1:
+            labels_out = out.with_name(out.stem + "_labels.npy")
+            np.save(labels_out, y.astype(np.int64))
+            line += f" and their classes to {labels_out}"
     else:
-        plotting.save_figure(plotting.plot_samples(x), out)
-    line = f"wrote {len(x)} samples to {out}"
+        from deel_ebm import plotting
+
+        run_name = Path(args.model).name
+        plotting.save_figure(_sample_figure(x, y, what, run_name), out)
     if args.mala:
         line += f" (MALA acceptance rate {float(results.acceptance_rate):.1%})"
     print(line)

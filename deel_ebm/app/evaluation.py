@@ -7,6 +7,10 @@ KernelDensity (bandwidth by cross-validation) fitted on the same training points
 For any data: out-of-distribution AUROC of the energy against uniform noise on the
 data's box (and, for images, pixel-shuffled test images), beside IsolationForest
 and OneClassSVM scores, with deel-ebm's certified AUROC at radius 0.1.
+For a joint model, also its classifier on the test points: accuracy, expected
+calibration error, certified robust accuracy at the radii of
+:data:`deel_ebm.certificates.DEFAULT_ROBUST_RADII`; on digits, the share of its
+class-conditional samples the reference digits classifier assigns to their class.
 """
 
 from __future__ import annotations
@@ -14,7 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from deel_ebm import baselines, certificates, datasets, metrics
-from deel_ebm.app.runs import energy_fn, load_data, load_run
+from deel_ebm.app.runs import (
+    class_sample_labels,
+    classification_metrics,
+    energy_fn,
+    load_data,
+    load_labeled_data,
+    load_run,
+)
+from deel_ebm.core.joint import JointEnergyModel
 
 __all__ = [
     "evaluate_run",
@@ -57,6 +69,18 @@ COLUMNS = (
      "images (↑)"),
     ("certified_auroc_shuffled", f"cert@{CERT_EPSILON:g} shuf", "the same, "
      f"certified at ε = {CERT_EPSILON:g} (↑)"),
+    ("accuracy", "accuracy", "joint model: test accuracy of p(y|x) (↑)"),
+    ("ece", "ECE", f"joint model: expected calibration error of p(y|x), "
+     f"{metrics.DEFAULT_ECE_BINS} equal-width confidence bins (↓; 0: calibrated)"),
+    *(
+        (f"certified_accuracy_{r:g}", f"cert acc@{r:g}", "joint model: share of "
+         f"test points classified correctly with a certified ℓ2 radius above {r:g} "
+         "(top-2 logit margin / (√2 k) for the recipe's classifier; ≤ accuracy) (↑)")
+        for r in certificates.DEFAULT_ROBUST_RADII
+    ),
+    ("class_agreement", "class agr", "joint model on digits: share of its "
+     "class-conditional samples the reference digits classifier assigns to the "
+     "class they were drawn for (↑; chance 0.1)"),
 )  # fmt: skip
 
 
@@ -78,7 +102,12 @@ def evaluate_run(run_dir, seed=0) -> dict:
         raise ValueError(
             f"evaluate needs a run folder (its config names the data), got {run_dir}"
         )
-    x_train, x_test, domain = load_data(config)
+    joint = isinstance(model, JointEnergyModel)
+    if joint:
+        data = load_labeled_data(config)
+        x_train, x_test, domain = data.x_train, data.x_test, data.domain
+    else:
+        x_train, x_test, domain = load_data(config)
     if config.domain is not None:
         domain = tuple(config.domain)
     energy = energy_fn(model)
@@ -130,6 +159,8 @@ def evaluate_run(run_dir, seed=0) -> dict:
     if x_train.ndim == 4 and config.dataset == "digits":
         rows["frechet"] = metrics.frechet_distance(samples, x_test)
         rows["confidence"] = metrics.mean_confidence(samples)
+    if joint:
+        rows.update(_classification_row(model, data, config, seed))
     anomaly = {
         "IsolationForest": baselines.IsolationForestBaseline(seed=seed).fit(
             flat(x_train)
@@ -160,6 +191,20 @@ def evaluate_run(run_dir, seed=0) -> dict:
         for name in order
         if name in table
     }
+
+
+def _classification_row(model, data, config, seed) -> dict:
+    """The joint model's classification columns."""
+    found = classification_metrics(model, data.x_test, data.y_test)
+    row = {"accuracy": found["test_accuracy"], "ece": found["test_ece"]}
+    for radius, value in (found["certified_accuracy"] or {}).items():
+        row[f"certified_accuracy_{radius}"] = value
+    if config.dataset == "digits" and data.num_classes == 10:
+        y = class_sample_labels(NUM_SAMPLES, data.num_classes)
+        x = model.sample(len(y), y=y, seed=seed).numpy()
+        probs = metrics.digits_classifier().predict_proba(x.reshape(len(x), -1))
+        row["class_agreement"] = float(np.mean(probs.argmax(axis=1) == y))
+    return row
 
 
 def _columns(table):

@@ -6,6 +6,8 @@
   with samples and data.
 - ``samples.png``: 2D samples over the data, or a grid of sampled images beside a
   grid of training images.
+- ``class_samples.png`` (joint models): class-conditional samples, one row of
+  images per class (2D data: one colour per class).
 - ``curves.png``: each logged metric against the optimizer step, training and
   validation, with the y axis saying what the metric is.
 """
@@ -17,10 +19,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import to_hex
 
 from deel_ebm import datasets, plotting
 
-__all__ = ["write_run_figures", "SHOWN_POINTS"]
+__all__ = ["write_run_figures", "class_samples_figure", "SHOWN_POINTS"]
 
 #: points of each kind drawn over a 2D landscape
 SHOWN_POINTS = 1000
@@ -93,6 +96,61 @@ def _image_grids(samples, x_train, domain, count=64):
     return fig
 
 
+def class_samples_figure(
+    samples, labels, domain=None, per_class: int = 10, title: str | None = None
+):
+    """Class-conditional samples: for images, one row per class present in
+    ``labels`` (its first ``per_class`` samples, the class number at the left);
+    for 2D points, a scatter plot with one colour per class.
+
+    Args:
+        samples: ``(n, h, w, c)`` images or ``(n, 2)`` points.
+        labels: ``(n,)`` the class each sample was drawn for.
+        domain: the data's box (the images' value range, the plot's limits).
+        per_class: images shown per class (a row).
+        title: the figure's title.
+    """
+    samples, labels = np.asarray(samples), np.asarray(labels).reshape(-1)
+    if len(samples) != len(labels) or len(samples) == 0:
+        raise ValueError(f"{len(samples)} samples for {len(labels)} labels")
+    classes = [int(c) for c in np.unique(labels)]
+    if samples.ndim == 2 and samples.shape[1] == 2:
+        fig, ax = plt.subplots(figsize=(6, 6))
+        colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, c in enumerate(classes):
+            plotting.plot_samples(
+                samples[labels == c],
+                ax=ax,
+                domain=domain,
+                color=to_hex(colours(i % colours.N)),
+                label=f"class {c}",
+            )
+        ax.legend(loc="upper right", fontsize="small", markerscale=3)
+        ax.set_title(title or "class-conditional samples")
+        fig.tight_layout()
+        return fig
+    if samples.ndim != 4:
+        raise ValueError(
+            f"class samples must be (n, 2) points or (n, h, w, c) images, got "
+            f"{samples.shape}"
+        )
+    blank = np.full(samples.shape[1:], -np.inf)  # clipped to the lowest value
+    rows = []
+    for c in classes:
+        row = list(samples[labels == c][:per_class])
+        rows += row + [blank] * (per_class - len(row))
+    value_range = domain if domain is not None else (samples.min(), samples.max())
+    fig = plotting.plot_image_grid(
+        np.stack(rows), nrow=per_class, value_range=value_range, title=title
+    )
+    ax = fig.axes[0]
+    height = samples.shape[1]
+    for r, c in enumerate(classes):  # 1 pixel of padding around each tile
+        ax.text(-1.5, 1 + r * (height + 1) + (height - 1) / 2, str(c),
+                ha="right", va="center", fontsize=9)  # fmt: skip
+    return fig
+
+
 def _curves(rows):
     if not rows:
         return None
@@ -125,6 +183,7 @@ def write_run_figures(
     history_rows,
     domain,
     exact=None,
+    class_samples=None,
 ) -> list[Path]:
     """Write a run's figures into ``out_dir``; returns the paths written.
 
@@ -138,6 +197,8 @@ def write_run_figures(
         history_rows: ``history.csv``'s rows (``epoch``, ``step``, metrics).
         domain: the data's box.
         exact: the exact 2D metrics, for the title.
+        class_samples: a joint model's ``(samples, labels)``: class-conditional
+            samples (``class_samples.png``, images and 2D points).
     """
     out = Path(out_dir)
     written = []
@@ -154,6 +215,18 @@ def write_run_figures(
     elif x_train.ndim == 4:
         fig = _image_grids(samples, x_train, domain)
         written.append(plotting.save_figure(fig, out / "samples.png"))
+    if class_samples is not None and (x_train.ndim == 4 or x_train.shape[1:] == (2,)):
+        x, y = class_samples
+        fig = class_samples_figure(
+            x,
+            y,
+            domain=domain,
+            title="class-conditional samples, one row per class\n(chains on "
+            "E(x, y) = −k f_y(x), from the model's sampler)"
+            if x_train.ndim == 4
+            else "class-conditional samples (chains on E(x, y) = −k f_y(x))",
+        )
+        written.append(plotting.save_figure(fig, out / "class_samples.png"))
     fig = _curves(history_rows)
     if fig is not None:
         written.append(plotting.save_figure(fig, out / "curves.png"))

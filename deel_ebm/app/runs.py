@@ -2,9 +2,11 @@
 
 A *run folder* holds everything a run produced, readable without deel-ebm's
 Python objects: ``config.json`` (the recipe), ``metrics.json`` (final logs, exact
-metrics, the calibrated threshold), ``history.csv``, ``model.keras`` (the saved
-EnergyModel, buffer included) and figures. The CLI and the benchmarks train
-through :func:`train_run`, so every number they report comes from one recipe.
+metrics, the calibrated threshold; for a joint model, test accuracy, calibration
+and certified robust accuracy), ``history.csv``, ``model.keras`` (the saved
+EnergyModel or JointEnergyModel, buffer included) and figures. The CLI and the
+benchmarks train through :func:`train_run`, so every number they report comes
+from one recipe.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shutil
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +28,7 @@ from deel_ebm import metrics as metrics_lib
 from deel_ebm.app import figures, folders
 from deel_ebm.app.progress import Progress, TimeBudget, interrupt_stops_training
 from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
+from deel_ebm.core import joint as joint_lib
 from deel_ebm.core import model as model_lib
 from deel_ebm.core import walkers as walkers_lib
 from deel_ebm.core.inputs import SCALE_WARNING, scale_warning
@@ -32,6 +36,11 @@ from deel_ebm.core.inputs import SCALE_WARNING, scale_warning
 __all__ = [
     "RunConfig",
     "load_data",
+    "load_labeled_data",
+    "load_labels",
+    "LabeledData",
+    "classification_metrics",
+    "class_sample_labels",
     "build_model",
     "default_network",
     "default_sampler",
@@ -75,6 +84,13 @@ RECIPE_STEPS_CHAINS = 600
 NEGATIVES = ("auto", "proposal", "chains", "walkers")
 SAMPLERS = ("langevin", "mala", "tempering")
 NETS = ("dense", "conv")
+MODELS = ("energy", "joint")
+#: the classes of sklearn's digits
+DIGITS_CLASSES = 10
+#: class-conditional samples per class in a joint run's class_samples.png
+#: (images; 2D data: CLASS_POINTS per class)
+CLASS_SAMPLES = 10
+CLASS_POINTS = 200
 
 
 def _opt(default, help, **cli):
@@ -96,6 +112,9 @@ class RunConfig:
     sampler, the buffer and the optimizer, and take their defaults from those
     constructors' constants; ``dataset`` is a built-in name
     (:data:`deel_ebm.datasets.DENSITIES` or ``"digits"``) or a ``.npy`` path.
+    ``model`` is ``"energy"`` (an :class:`EnergyModel` of ``x``) or ``"joint"``
+    (a :class:`~deel_ebm.core.joint.JointEnergyModel` of ``(x, y)``, on digits
+    or on a ``.npy`` with a ``labels`` ``.npy`` beside it).
     ``max_minutes`` stops training when the time budget is spent.
     ``ema_momentum`` (None: off) is the model's ``weight_average``: a moving
     average of the weights, swapped into the model when ``fit`` ends (the
@@ -111,6 +130,34 @@ class RunConfig:
         "8gaussians, rings, checkerboard, 2spirals, pinwheel, moons, digits, or a "
         "path to an (n, d) / (n, h, w, c) .npy file",
         cli=False,
+    )
+    model: str = _opt(
+        "energy",
+        "what to train: energy (an EnergyModel of x) or joint (a JointEnergyModel: "
+        "a Lipschitz classifier whose logits k f_y(x) are also the energy "
+        "-k f_y(x) of (x, y); needs labels: digits, or --labels)",
+        choices=MODELS,
+    )
+    labels: str | None = _opt(
+        None,
+        "--model joint on a .npy dataset: a .npy of (n,) integer class labels "
+        "0..C-1, entry i the class of row i of --dataset",
+        metavar="Y.npy",
+    )
+    num_classes: int | None = _opt(
+        None,
+        "--model joint: number of classes C; every label must lie in 0..C-1",
+        type=int,
+        auto="10 for digits, the largest label + 1 for --labels",
+    )
+    generative_weight: float | None = _opt(
+        None,
+        "--model joint: weight of the generative term (the --loss of the marginal "
+        "energy -logsumexp_y k f_y(x)) beside the cross-entropy of p(y|x); 0: a "
+        "plain classifier (the chains still run)",
+        type=float,
+        auto=f"{joint_lib.DEFAULT_GENERATIVE_WEIGHT:g}, the library's "
+        "(deel_ebm.core.joint.DEFAULT_GENERATIVE_WEIGHT)",
     )
     n_train: int | None = _opt(
         None,
@@ -132,17 +179,24 @@ class RunConfig:
         flag="--unconstrained",
         action="store_false",
     )
-    net: str = _opt("dense", "energy net: dense (MLP) or conv (images)", choices=NETS)
+    net: str | None = _opt(
+        None,
+        "network: dense (MLP, images flattened) or conv (images)",
+        choices=NETS,
+        auto="dense for --model energy; for --model joint, conv on (h, w, c) "
+        "images, else dense (nets.lipschitz_classifier)",
+    )
     units: tuple | None = _opt(
         None,
-        "hidden widths of the dense energy net (even)",
+        "hidden widths of the dense net (even)",
         nargs="+",
         type=int,
         auto="64 64 64 up to 8 dimensions, else 256 256 256",
     )
     activation: str | None = _opt(
         None,
-        "sorting activation of the dense Lipschitz net",
+        "sorting activation of the dense Lipschitz energy net (a joint model's "
+        "classifier uses groupsort2)",
         choices=nets.LIPSCHITZ_ACTIVATIONS,
         auto="fullsort up to 8 dimensions, else groupsort2",
     )
@@ -250,7 +304,14 @@ class RunConfig:
 
     def validate(self):
         """``self`` if every field is valid; a one-line ValueError otherwise."""
-        optional = ("num_steps", "batch_size", "n_train", "n_test", "num_negatives")
+        optional = (
+            "num_steps",
+            "batch_size",
+            "n_train",
+            "n_test",
+            "num_negatives",
+            "num_classes",
+        )
         for name in ("buffer_size", "num_negatives", *optional):
             value = getattr(self, name)
             if value is None and name in optional:
@@ -278,6 +339,7 @@ class RunConfig:
             "l2_weight",
             "max_minutes",
             "tempering_gap",
+            "generative_weight",
         ):
             value = getattr(self, name)
             if value is None:
@@ -327,11 +389,14 @@ class RunConfig:
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name} must be positive, got {value!r}")
         for name, choices in (
+            ("model", MODELS),
             ("negatives", NEGATIVES),
             ("sampler", SAMPLERS),
             ("net", NETS),
         ):
             value = getattr(self, name)
+            if value is None and name == "net":
+                continue
             if value not in choices:
                 raise ValueError(
                     f"{name} must be one of {list(choices)}, got {value!r}"
@@ -365,7 +430,33 @@ class RunConfig:
             )
         if self.loss not in ("ml", "cd", "hkr"):
             raise ValueError(f"loss must be 'ml', 'cd' or 'hkr', got {self.loss!r}")
+        self._validate_joint()
         return self
+
+    def _validate_joint(self):
+        """The fields of ``--model joint``: refused without it, checked with it."""
+        if self.model != "joint":
+            for name in ("labels", "num_classes", "generative_weight"):
+                if getattr(self, name) is not None:
+                    flag = "--" + name.replace("_", "-")
+                    raise ValueError(f"{flag} is an option of a joint model: add "
+                                     "--model joint")  # fmt: skip
+            return
+        if self.num_classes is not None and self.num_classes < 2:
+            raise ValueError(
+                f"num_classes must be at least 2 (a classifier), got {self.num_classes}"
+            )
+        if self.generative_weight is not None and self.generative_weight < 0:
+            raise ValueError(
+                f"generative_weight must be >= 0, got {self.generative_weight}"
+            )
+        if self.labels is not None and not isinstance(self.labels, str):
+            raise ValueError(f"labels must be a path to a .npy, got {self.labels!r}")
+        if self.activation not in (None, "groupsort2"):
+            raise ValueError(
+                "a joint model's classifier uses groupsort2 "
+                "(nets.lipschitz_classifier): drop --activation"
+            )
 
     def resolved(self, sample_shape) -> RunConfig:
         """A copy with the fields left at ``None`` (or ``"auto"``) chosen for
@@ -394,6 +485,10 @@ class RunConfig:
             else model_lib.default_k_coef_lip(shape)
         )
         units, activation = nets.default_mlp_shape(shape)
+        joint = self.model == "joint"
+        if joint:  # nets.lipschitz_classifier's: GroupSort2, conv on images
+            activation = "groupsort2"
+        net = self.net or ("conv" if joint and len(shape) == 3 else "dense")
         chains = model_lib.default_sampler(shape, k)
         with_proposal = negatives == "proposal"
         if negatives == "walkers" and self.target_accept is not None:
@@ -409,6 +504,16 @@ class RunConfig:
         return dataclasses.replace(
             self,
             negatives=negatives,
+            net=net,
+            generative_weight=(
+                (
+                    self.generative_weight
+                    if self.generative_weight is not None
+                    else joint_lib.DEFAULT_GENERATIVE_WEIGHT
+                )
+                if joint
+                else None
+            ),
             units=tuple(self.units) if self.units else units,
             activation=self.activation or activation,
             k_coef_lip=float(k),
@@ -448,13 +553,8 @@ class RunConfig:
 
 
 # ------------------------------------------------------------------ data
-def load_array(path) -> np.ndarray:
-    """A user's array from ``.npy`` (never unpickled), as float32.
-
-    Raises:
-        ValueError: missing, malformed or pickled file, non-numeric dtype, rank
-            below 2, or non-finite values.
-    """
+def _read_npy(path) -> tuple[Path, np.ndarray]:
+    """A numeric array from a ``.npy`` file, never unpickled (one-line errors)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"no such file: {path}")
@@ -468,6 +568,17 @@ def load_array(path) -> np.ndarray:
         raise ValueError(f"{path} is truncated or not a .npy file: {err}") from err
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"{path} holds dtype {x.dtype}; expected numbers")
+    return path, x
+
+
+def load_array(path) -> np.ndarray:
+    """A user's array from ``.npy`` (never unpickled), as float32.
+
+    Raises:
+        ValueError: missing, malformed or pickled file, non-numeric dtype, rank
+            below 2, or non-finite values.
+    """
+    path, x = _read_npy(path)
     if x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"{path} has shape {x.shape}; expected (n, features...)")
     x = x.astype(np.float32)
@@ -476,28 +587,129 @@ def load_array(path) -> np.ndarray:
     return x
 
 
+def load_labels(path, n: int, data_name: str = "--dataset") -> np.ndarray:
+    """Integer class labels ``(n,)`` (int64, >= 0) from a ``.npy`` (never
+    unpickled): entry ``i`` is the class of row ``i`` of the data.
+
+    Raises:
+        ValueError: missing, malformed or pickled file, a shape other than
+            ``(n,)`` (or ``(n, 1)``), values that are not integers >= 0.
+    """
+    path, y = _read_npy(path)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"{path} has shape {y.shape}; expected (n,) integer class labels"
+        )
+    if len(y) != n:
+        raise ValueError(f"{path} has {len(y)} labels for the {n} rows of {data_name}")
+    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+        raise ValueError(f"{path} holds labels that are not integers")
+    if y.size and y.min() < 0:
+        raise ValueError(
+            f"{path}: labels are classes 0..C-1, got {y.min():g} (negative)"
+        )
+    return y.astype(np.int64)
+
+
+class LabeledData(NamedTuple):
+    """A config's data with their classes (:func:`load_labeled_data`)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    domain: tuple
+    num_classes: int
+
+
 def load_data(config: RunConfig):
     """``(x_train, x_test, domain)`` for a config's dataset."""
+    x_train, _, x_test, _, domain = _load(config, labels=False)
+    return x_train, x_test, domain
+
+
+def load_labeled_data(config: RunConfig) -> LabeledData:
+    """The data of a joint run with their classes: digits' own, or
+    ``config.labels`` beside a ``.npy`` dataset (split with the same shuffle).
+
+    ``num_classes`` is ``config.num_classes``, else 10 for digits and the largest
+    label + 1 for user labels.
+
+    Raises:
+        ValueError: a dataset without labels, labels of the wrong length or out
+            of ``0..num_classes-1``, fewer than 2 classes (one line each).
+    """
+    x_train, y_train, x_test, y_test, domain = _load(config, labels=True)
+    largest = int(max(y_train.max(), y_test.max()))
+    if config.num_classes is not None:
+        num_classes = config.num_classes
+    elif config.dataset == "digits":
+        num_classes = DIGITS_CLASSES
+    else:
+        num_classes = largest + 1
+    source = "digits" if config.dataset == "digits" else config.labels
+    if num_classes < 2:
+        raise ValueError(
+            f"{source} holds one class (0); a classifier needs at least 2 classes"
+        )
+    if largest >= num_classes:
+        raise ValueError(
+            f"{source}: labels must lie in 0..{num_classes - 1} (num_classes "
+            f"{num_classes}), got {largest}"
+        )
+    return LabeledData(x_train, y_train, x_test, y_test, domain, num_classes)
+
+
+def _load(config: RunConfig, labels: bool):
+    """``(x_train, y_train, x_test, y_test, domain)``; the labels are ``None``
+    unless ``labels``."""
     name = config.dataset
     if name in datasets.DENSITIES:
+        if labels:
+            raise ValueError(
+                f"{name} has no class labels; a joint model trains on digits, or "
+                "on --dataset x.npy --labels y.npy"
+            )
         x_train, x_test = datasets.load_2d(
             name,
             config.n_train or RECIPE_N_TRAIN,
             config.n_test or RECIPE_N_TEST,
             config.seed,
         )
-        return x_train, x_test, datasets.get_density(name).domain
+        return x_train, None, x_test, None, datasets.get_density(name).domain
+    y_train = y_test = None
     if name == "digits":
+        if config.labels is not None:
+            raise ValueError("digits has its own labels: drop --labels")
         data = datasets.load_digits(seed=config.seed)
         x_train, x_test, domain = data.x_train, data.x_test, datasets.DIGITS_DOMAIN
+        if labels:
+            y_train, y_test = (
+                data.y_train.astype(np.int64),
+                data.y_test.astype(np.int64),
+            )
     elif name.endswith(".npy"):
         x = load_array(name)
+        y = None
+        if labels:
+            if config.labels is None:
+                raise ValueError(
+                    f"a joint model needs the class of every row of {name}: add "
+                    "--labels y.npy"
+                )
+            y = load_labels(config.labels, len(x), name)
         rng = np.random.default_rng(config.seed)
-        x = x[rng.permutation(len(x))]
+        order = rng.permutation(len(x))
+        x = x[order]
         n_test = max(1, len(x) // 10)
         lo, hi = float(x.min()), float(x.max())
         margin = 0.1 * (hi - lo) or 1.0
         x_train, x_test, domain = x[n_test:], x[:n_test], (lo - margin, hi + margin)
+        if y is not None:
+            y = y[order]
+            y_train, y_test = y[n_test:], y[:n_test]
     else:
         raise ValueError(
             f"unknown dataset {name!r}: use one of {list(datasets.DENSITIES)}, "
@@ -517,15 +729,23 @@ def load_data(config: RunConfig):
                 f"{name} has {len(x)} {split} points (a tenth of the array is held "
                 f"out for testing); a run needs at least {least}"
             )
-    x_train = x_train[: config.n_train] if config.n_train else x_train
-    x_test = x_test[: config.n_test] if config.n_test else x_test
-    return x_train, x_test, domain
+    if config.n_train:
+        x_train = x_train[: config.n_train]
+        y_train = None if y_train is None else y_train[: config.n_train]
+    if config.n_test:
+        x_test = x_test[: config.n_test]
+        y_test = None if y_test is None else y_test[: config.n_test]
+    return x_train, y_train, x_test, y_test, domain
 
 
 # ------------------------------------------------------------------ model
 def default_network(config: RunConfig, sample_shape):
     """The recipe's energy network: dense (images flattened; on 8×8 digits it
-    separates classes far better than the conv net, ``research/r2``) or conv."""
+    separates classes far better than the conv net, ``research/r2``) or conv;
+    for ``model="joint"``, :func:`deel_ebm.nets.lipschitz_classifier` with
+    ``num_classes`` logits (conv on images, dense otherwise)."""
+    if config.model == "joint":
+        return _joint_network(config, tuple(sample_shape))
     if config.net == "conv":
         if len(sample_shape) != 3:
             raise ValueError(
@@ -546,6 +766,28 @@ def default_network(config: RunConfig, sample_shape):
         seed=config.seed,
         activation=config.activation,
     )
+
+
+def _joint_network(config: RunConfig, shape):
+    if config.num_classes is None:
+        raise ValueError(
+            "a joint model's classifier needs num_classes (train_run takes it "
+            "from the labels)"
+        )
+    images = len(shape) == 3
+    net = config.net or ("conv" if images else "dense")
+    if net == "conv" and not images:
+        raise ValueError(f"the conv net needs (h, w, c) samples, got shape {shape}")
+    if net == "dense" and images:
+        raise ValueError(
+            "a joint model's classifier of (h, w, c) images is convolutional "
+            "(nets.lipschitz_classifier): drop --net dense"
+        )
+    builder = (
+        nets.lipschitz_classifier if config.lipschitz else nets.unconstrained_classifier
+    )
+    sizes = {} if images else {"units": tuple(config.units or nets.DEFAULT_UNITS)}
+    return builder(shape, config.num_classes, seed=config.seed, **sizes)
 
 
 def default_sampler(config: RunConfig):
@@ -609,7 +851,9 @@ def build_model(
     optimizer_fn=default_optimizer,
 ) -> EnergyModel:
     """The compiled EnergyModel a config describes (its ``None`` fields chosen
-    for ``sample_shape`` by :meth:`RunConfig.resolved`).
+    for ``sample_shape`` by :meth:`RunConfig.resolved`); a
+    :class:`~deel_ebm.core.joint.JointEnergyModel` for ``model="joint"`` (the
+    config's ``num_classes`` set: :func:`train_run` takes it from the labels).
 
     Each part comes from a factory of the config (and of the sample shape for
     the network, of the data's box for the buffer), so an experiment swaps one
@@ -618,10 +862,15 @@ def build_model(
     """
     sample_shape = tuple(sample_shape)
     config = config.resolved(sample_shape)
+    joint = {}
+    model_cls = EnergyModel
+    if config.model == "joint":
+        model_cls = joint_lib.JointEnergyModel
+        joint = {"generative_weight": config.generative_weight}
     with warnings.catch_warnings():
         if not config.lipschitz:
             warnings.simplefilter("ignore")  # the ablation is deliberate
-        model = EnergyModel(
+        model = model_cls(
             network_fn(config, sample_shape),
             k_coef_lip=config.k_coef_lip,
             sampler=sampler_fn(config),
@@ -644,6 +893,7 @@ def build_model(
             learn_k=config.learn_k,
             k_max=config.k_max,
             weight_average=config.ema_momentum,
+            **joint,
         )
     model.compile(optimizer=optimizer_fn(config))
     return model
@@ -666,6 +916,52 @@ def to_jsonable(value):
 def energy_fn(model):
     """numpy → numpy energy function of a model (for metrics and plots)."""
     return lambda x: model.energy(np.asarray(x, np.float32), batch_size=65536).numpy()
+
+
+def classification_metrics(model, x_test, y_test, radii=None) -> dict:
+    """What a joint model's classifier scores on held-out points.
+
+    ``test_accuracy``; ``test_ece``, the expected calibration error of
+    ``p(y|x)`` in :data:`~deel_ebm.metrics.DEFAULT_ECE_BINS` bins
+    (``ece_bins``); ``certified_accuracy`` ``{"ε": share}``, the share of test
+    points classified correctly with a certified ℓ2 radius above ε at each
+    ``radii`` (default :data:`~deel_ebm.certificates.DEFAULT_ROBUST_RADII`;
+    ``None`` when the network is not Lipschitz, ``certified: false``);
+    ``certified_radius_median``; ``margin_factor`` (√2 or 2), ``num_classes``
+    and ``generative_weight``.
+    """
+    radii = certificates.DEFAULT_ROBUST_RADII if radii is None else tuple(radii)
+    logits = model.logits(x_test, batch_size=4096).numpy().astype(np.float64)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    y_test = np.asarray(y_test)
+    robust = certificates.certified_robust_accuracy(
+        logits, y_test, model.k_coef_lip, radii, margin_factor=model.margin_factor
+    )
+    radius = certificates.certified_margin_radius(
+        logits, model.k_coef_lip, model.margin_factor
+    )
+    certified = bool(model.is_lipschitz)
+    return {
+        "num_classes": model.num_classes,
+        "generative_weight": model.generative_weight,
+        "test_accuracy": robust[0.0],
+        "test_ece": metrics_lib.expected_calibration_error(probs, y_test),
+        "ece_bins": metrics_lib.DEFAULT_ECE_BINS,
+        "certified": certified,
+        "margin_factor": model.margin_factor,
+        "certified_accuracy": (
+            {f"{r:g}": robust[float(r)] for r in radii} if certified else None
+        ),
+        "certified_radius_median": float(np.median(radius)) if certified else None,
+    }
+
+
+def class_sample_labels(n: int, num_classes: int) -> np.ndarray:
+    """``n`` labels split evenly across the classes, sorted: the ``y`` of
+    class-conditional samples of every class (class ``c`` gets ``n // C`` or one
+    more)."""
+    return np.sort(np.arange(n) % num_classes).astype(np.int32)
 
 
 def _history_rows(history: dict, progress: Progress) -> list[dict]:
@@ -738,7 +1034,7 @@ def train_run(
     config.validate()
     out = Path(out_dir)
     keras.utils.set_random_seed(config.seed)
-    x_train, x_test, domain = load_data(config)
+    x_train, x_test, domain, labels, num_classes = _run_data(config)
     folders.refuse_existing(out, overwrite)
     if config.domain is not None:
         domain = tuple(config.domain)
@@ -746,6 +1042,8 @@ def train_run(
     if warning:
         log(f"warning: {warning}")
     resolved = config.resolved(x_train.shape[1:])
+    if num_classes is not None:
+        resolved = dataclasses.replace(resolved, num_classes=num_classes)
     if resolved.negatives == "chains" and resolved.batch_size > config.buffer_size:
         raise ValueError(
             f"batch_size {resolved.batch_size} exceeds buffer_size {config.buffer_size}"
@@ -779,7 +1077,18 @@ def train_run(
             log=log,
             progress_every=progress_every,
             callbacks=callbacks,
+            labels=labels,
         )
+
+
+def _run_data(config: RunConfig):
+    """``(x_train, x_test, domain, labels, num_classes)`` of a run: ``labels``
+    ``(y_train, y_test)`` and ``num_classes`` for a joint model, else None."""
+    if config.model != "joint":
+        return (*load_data(config), None, None)
+    data = load_labeled_data(config)
+    labels = (data.y_train, data.y_test)
+    return data.x_train, data.x_test, data.domain, labels, data.num_classes
 
 
 def resume_run(
@@ -822,9 +1131,14 @@ def resume_run(
         resolved,
         max_minutes=max_minutes if max_minutes is not None else config.max_minutes,
     ).validate()
-    data = load_data(config)
+    x_train, x_test, domain, labels, num_classes = _run_data(config)
+    if num_classes is not None and num_classes != resolved.num_classes:
+        raise ValueError(
+            f"the labels now hold {num_classes} classes; the run was trained on "
+            f"{resolved.num_classes}"
+        )
     if config.domain is not None:
-        data = (*data[:2], tuple(config.domain))
+        domain = tuple(config.domain)
     with folders.staged(run) as staging:
         for name in ("config.json",):
             shutil.copy2(run / name, staging / name)
@@ -832,11 +1146,12 @@ def resume_run(
             staging,
             model,
             resolved,
-            data,
+            (x_train, x_test, domain),
             verbose=verbose,
             log=log,
             progress_every=progress_every,
             callbacks=callbacks,
+            labels=labels,
             initial_epoch=done_epochs,
             epochs=done_epochs + more,
             previous=(folders.read_history(run / "history.csv"), metrics),
@@ -853,11 +1168,13 @@ def _fit_and_write(
     log,
     progress_every,
     callbacks,
+    labels=None,
     initial_epoch=0,
     epochs=None,
     previous=None,
 ):
-    """Fit ``model`` and write every file of a run into ``out``."""
+    """Fit ``model`` and write every file of a run into ``out``; ``labels``
+    ``(y_train, y_test)`` of a joint model."""
     x_train, x_test, domain = data
     epochs = config.epochs if epochs is None else epochs
     per_epoch = math.ceil(len(x_train) / config.batch_size)
@@ -873,6 +1190,10 @@ def _fit_and_write(
         elapsed_offset=seconds_before,
     )
     x_val = x_test[:VALIDATION_POINTS]
+    inputs, validation = (x_train,), x_val
+    if labels is not None:
+        inputs = (x_train, labels[0])
+        validation = (x_val, labels[1][:VALIDATION_POINTS])
     fit_callbacks = [progress, _ValidationMarks(progress), *callbacks]
     if budget is not None:
         fit_callbacks.append(budget)
@@ -880,11 +1201,11 @@ def _fit_and_write(
         fit_callbacks.append(interrupt)
         t0 = time.perf_counter()
         hist = model.fit(
-            x_train,
+            *inputs,
             batch_size=config.batch_size,
             epochs=epochs,
             initial_epoch=initial_epoch,
-            validation_data=x_val,
+            validation_data=validation,
             validation_freq=max(1, (epochs - initial_epoch) // VALIDATIONS),
             callbacks=fit_callbacks,
             verbose=2 if verbose else 0,
@@ -915,6 +1236,12 @@ def _fit_and_write(
         "threshold_fpr": DEFAULT_FPR,
         "test_energy_mean": float(np.mean(e_test)),
     }
+    class_samples = None
+    if labels is not None:
+        metrics["classification"] = classification_metrics(model, x_test, labels[1])
+        per_class = CLASS_SAMPLES if x_train.ndim == 4 else CLASS_POINTS
+        y = class_sample_labels(per_class * model.num_classes, model.num_classes)
+        class_samples = (model.sample(len(y), y=y, seed=config.seed).numpy(), y)
     samples = model.sample(2000).numpy()
     np.save(out / "samples.npy", samples)
     if config.dataset in datasets.DENSITIES:
@@ -931,6 +1258,7 @@ def _fit_and_write(
         history_rows=rows,
         domain=domain,
         exact=metrics.get("exact"),
+        class_samples=class_samples,
     )
     metrics = to_jsonable(metrics)
     folders.write_json(out / "metrics.json", metrics)

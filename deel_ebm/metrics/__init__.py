@@ -4,11 +4,19 @@ r"""Metrics that treat every model the same way: through its energy or its sampl
   NLL, mode masses, on a grid;
 - :mod:`~deel_ebm.metrics.samples`: MMD, sliced Wasserstein, mode coverage, AUROC,
   Fréchet distance, in any dimension;
-- :mod:`~deel_ebm.metrics.digits`: the reference digits classifier and its grades.
+- :mod:`~deel_ebm.metrics.digits`: the reference digits classifier and its grades;
+- :mod:`~deel_ebm.metrics.classification`: calibration of class probabilities
+  (reliability bins, expected calibration error).
 
 Classical baselines with the same energy interface are in :mod:`deel_ebm.baselines`.
 """
 
+from deel_ebm.metrics.classification import (
+    DEFAULT_ECE_BINS,
+    CalibrationBins,
+    calibration_bins,
+    expected_calibration_error,
+)
 from deel_ebm.metrics.digits import (
     DigitsClassifier,
     class_histogram,
@@ -53,4 +61,8 @@ __all__ = [
     "class_histogram",
     "mean_confidence",
     "frechet_distance",
+    "expected_calibration_error",
+    "calibration_bins",
+    "CalibrationBins",
+    "DEFAULT_ECE_BINS",
 ]
