@@ -33,8 +33,12 @@ class CertifiedAccuracy(keras.callbacks.Callback):
         batch_size: evaluation batch size.
 
     Example:
-        >>> cb = CertifiedAccuracy(x_test, y_test, radii=(0.1,))
-        >>> history = model.fit(x, y, epochs=1, callbacks=[cb], verbose=0)
+        >>> net = deel_ebm.nets.lipschitz_classifier((2,), 2, units=(8, 8))
+        >>> joint = deel_ebm.JointEnergyModel(net, k_coef_lip=5.0)
+        >>> joint.compile(optimizer=keras.optimizers.Adam(1e-3))
+        >>> y = (x[:, 0] > 0).astype("int64")
+        >>> cb = CertifiedAccuracy(x, y, radii=(0.1,))
+        >>> history = joint.fit(x, y, epochs=1, callbacks=[cb], verbose=0)
         >>> sorted(k for k in history.history if "certified" in k)
         ['val_certified_accuracy_0.1']
     """
