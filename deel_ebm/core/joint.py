@@ -41,7 +41,8 @@ __all__ = ["JointEnergyModel", "as_labels", "DEFAULT_GENERATIVE_WEIGHT"]
 #: steps) 1 (the joint likelihood) cost 7 points of accuracy and tripled the
 #: calibration error, 0.1 kept within 2 points (benchmarks/bench_joint.py)
 DEFAULT_GENERATIVE_WEIGHT = 0.1
-#: pool draws per conditional sample (sampling-importance-resampling)
+#: pool draws per conditional sample and class (sampling-importance-resampling:
+#: the pool holds about this many draws of each class per sample asked)
 RESAMPLE_FACTOR = 8
 
 
@@ -288,7 +289,8 @@ class JointEnergyModel(EnergyModel):
 
         With ``init=None`` and a fitted proposal or base (a mixture fitted to the
         data), conditional chains start from its draws resampled toward
-        ``p(x | y)`` (weights ``exp(k f_y(x)) / q(x)``, 8 draws per sample);
+        ``p(x | y)`` (weights ``exp(k f_y(x)) / q(x)``, a pool of
+        ``8 C`` draws per sample);
         otherwise as :meth:`EnergyModel.sample`.
         """
         if y is None:
@@ -324,7 +326,8 @@ class JointEnergyModel(EnergyModel):
         draw_seed, pick_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
         )
-        x, log_q = self._draws_of(pool, RESAMPLE_FACTOR * n, draw_seed)
+        size = RESAMPLE_FACTOR * self.num_classes * n
+        x, log_q = self._draws_of(pool, size, draw_seed)
         log_w = tf.transpose(self.logits(x, batch_size=4096)) - log_q[None]
         picks = np.zeros(n, np.int64)
         for c in np.unique(labels):
