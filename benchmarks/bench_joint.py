@@ -57,11 +57,6 @@ PRIOR_STEPS = 1000
 TEST_IMAGES = []  # the test digits (set by main): the reference of the FD
 
 
-def expected_calibration_error(probs, labels, bins=BINS) -> float:
-    """ECE of 15 equal-width bins of the top probability (the library's)."""
-    return metrics.expected_calibration_error(probs, labels, bins=bins)
-
-
 def pgd_accuracy(logits_fn, x, y, radius, steps=PGD_STEPS) -> float:
     """Accuracy under an ℓ2 PGD attack of ``radius`` on the true-class margin."""
     import tensorflow as tf
@@ -169,7 +164,7 @@ def classifier_metrics(logits_fn, data, k, certified, energy=None, ood=None):
     probs = tf.nn.softmax(logits).numpy()
     row = {
         "accuracy": float(np.mean(probs.argmax(1) == data.y_test)),
-        "ece": expected_calibration_error(probs, data.y_test),
+        "ece": metrics.expected_calibration_error(probs, data.y_test),
     }
     if certified:
         cert = certificates.certified_robust_accuracy(
@@ -234,7 +229,7 @@ def sklearn_rows(data, ood):
         p = proba(data.x_test)
         rows[name] = {
             "accuracy": float(np.mean(p.argmax(1) == data.y_test)),
-            "ece": expected_calibration_error(p, data.y_test),
+            "ece": metrics.expected_calibration_error(p, data.y_test),
             "ood": {
                 kind: {"max_prob": metrics.auroc(-p.max(1), -proba(x).max(1))}
                 for kind, x in ood.items()

@@ -33,7 +33,6 @@ import numpy as np
 from deel_ebm import nets
 from deel_ebm._backend import keras, tf
 from deel_ebm.core.model import EnergyModel
-from deel_ebm.core.samplers import sample_chain, trace_x
 
 __all__ = ["JointEnergyModel", "as_labels", "DEFAULT_GENERATIVE_WEIGHT"]
 
@@ -84,14 +83,6 @@ def as_labels(y, num_classes: int, n: int | None = None, name: str = "y") -> np.
     if n is not None and len(y) != n:
         raise ValueError(f"{name} has {len(y)} labels for {n} samples")
     return y.astype(np.int32)
-
-
-class _ConditionalChains:
-    """Compiled class-conditional chains by (sampler, num_steps, trajectory);
-    a plain object, not tracked by Keras."""
-
-    def __init__(self):
-        self.functions = {}
 
 
 @keras.utils.register_keras_serializable(package="deel_ebm")
@@ -146,7 +137,6 @@ class JointEnergyModel(EnergyModel):
         self.generative_weight = float(generative_weight)
         #: the Lipschitz constant of a margin f_i − f_j (√2 or 2)
         self.margin_factor = nets.logit_margin_factor(self.network)
-        self._conditional_chains = _ConditionalChains()
 
     # ------------------------------------------------------------ construction
     def _check_scalar_output(self):
@@ -172,15 +162,7 @@ class JointEnergyModel(EnergyModel):
 
     def logits(self, x, batch_size: int | None = None) -> tf.Tensor:
         """The logits ``k f(x)``, shape ``(n, C)``; ``softmax`` gives ``p(y|x)``."""
-        self._ensure_fresh()
-        x = self._check_array(x, "x", allow_empty=True)
-        if batch_size is None or x.shape[0] <= batch_size:
-            return self._logits(x)
-        parts = [
-            self._logits(x[i : i + batch_size])
-            for i in range(0, x.shape[0], batch_size)
-        ]
-        return tf.concat(parts, axis=0)
+        return self._batched(self._logits, x, batch_size)
 
     def predict_proba(self, x, batch_size: int | None = 1024) -> np.ndarray:
         """Class probabilities ``p(y|x)``, shape ``(n, C)`` (NumPy)."""
@@ -297,18 +279,18 @@ class JointEnergyModel(EnergyModel):
             return super().sample(
                 n, num_steps, init, return_trajectory, sampler, seed, return_results
             )
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        sampler, seeds = self._next_sample_seeds(n, sampler, seed)
         labels = self._sample_labels(y, int(n))
-        sampler, seeds = self._next_sample_seeds(sampler, seed)
         pool = self._start_pool() if init is None else None
         if pool is not None:
             x0 = self._conditional_starts(pool, labels, seeds[0])
         else:
             x0 = self._chain_starts(n, init, seeds[0])
         labels = tf.constant(labels)
-        chain = self._conditional_chain(sampler, num_steps, return_trajectory)
-        out = chain(x0, labels, seeds[1])
+        chain = self._chain(
+            sampler, num_steps, return_trajectory, self._conditional_energy
+        )
+        out = chain(x0, seeds[1], labels)
         return self._sample_outputs(x0, out, return_trajectory, return_results)
 
     def _start_pool(self):
@@ -336,22 +318,6 @@ class JointEnergyModel(EnergyModel):
             drawn = tf.random.stateless_categorical(log_w[c][None], len(rows), c_seed)
             picks[rows] = drawn[0].numpy()
         return tf.gather(x, picks)
-
-    def _conditional_chain(self, sampler, num_steps, return_trajectory):
-        key = (id(sampler), num_steps, return_trajectory)
-        cache = self._conditional_chains.functions
-        if key not in cache:
-            trace_fn = trace_x if return_trajectory else None
-            jit = sampler.jit_compile != False  # noqa: E712  ("auto" and True)
-
-            def chain(x0, labels, seed):
-                def energy(x):
-                    return self._conditional_energy(x, labels)
-
-                return sample_chain(sampler, energy, x0, seed, num_steps, trace_fn)
-
-            cache[key] = tf.function(chain, jit_compile=jit)
-        return cache[key]
 
     # --------------------------------------------------------- serialisation
     def get_config(self):

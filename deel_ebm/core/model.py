@@ -499,23 +499,29 @@ class EnergyModel(keras.Model):
         ``tf.GradientTape`` can differentiate. Large inputs are split into
         batches of ``batch_size`` (default: all at once).
         """
+        return self._batched(self._cached_energy, x, batch_size)
+
+    def _batched(self, fn, x, batch_size):
+        """``fn`` on checked ``x`` with fresh constraints, in batches of
+        ``batch_size`` (all at once when ``None``)."""
         self._ensure_fresh()
         x = self._check_array(x, "x", allow_empty=True)
         if batch_size is None or x.shape[0] <= batch_size:
-            return self(x, training=False)
-        parts = [
-            self(x[i : i + batch_size], training=False)
-            for i in range(0, x.shape[0], batch_size)
-        ]
-        return tf.concat(parts, axis=0)
+            return fn(x)
+        starts = range(0, x.shape[0], batch_size)
+        return tf.concat([fn(x[i : i + batch_size]) for i in starts], axis=0)
 
     # ---------------------------------------------------------------- sampling
-    def _chain(self, sampler, num_steps=None, return_trajectory=False):
-        key = (id(sampler), num_steps, return_trajectory)
+    def _chain(self, sampler, num_steps=None, return_trajectory=False, energy=None):
+        """The compiled chain of ``sampler`` on ``energy`` (default: the model's
+        energy on the cached weights; a method of the model taking extra tensors,
+        such as a joint model's conditional energy), cached."""
+        energy = self._cached_energy if energy is None else energy
+        key = (id(sampler), num_steps, return_trajectory, energy.__name__)
         if key not in self._chains.functions:
             trace_fn = trace_x if return_trajectory else None
             self._chains.functions[key] = compile_chain(
-                sampler, self._cached_energy, num_steps, trace_fn
+                sampler, energy, num_steps, trace_fn
             )
         return self._chains.functions[key]
 
@@ -553,16 +559,17 @@ class EnergyModel(keras.Model):
             samples ``(n, *sample_shape)``, then the trajectory and the results
             if asked.
         """
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        sampler, seeds = self._next_sample_seeds(sampler, seed)
+        sampler, seeds = self._next_sample_seeds(n, sampler, seed)
         x0 = self._chain_starts(n, init, seeds[0])
         out = self._chain(sampler, num_steps, return_trajectory)(x0, seeds[1])
         return self._sample_outputs(x0, out, return_trajectory, return_results)
 
-    def _next_sample_seeds(self, sampler, seed):
-        """``(sampler, seeds)`` of one :meth:`sample` call: the sampler checked and
-        two seeds (starts, chain) drawn from ``seed`` or the model's counter."""
+    def _next_sample_seeds(self, n, sampler, seed):
+        """``(sampler, seeds)`` of one :meth:`sample` call: ``n`` and the sampler
+        checked, two seeds (starts, chain) drawn from ``seed`` or the model's
+        counter."""
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         sampler = self.sampler if sampler is None else sampler
         if not isinstance(sampler, Kernel):
             raise TypeError(f"sampler must be a deel_ebm sampler, got {sampler!r}")

@@ -158,15 +158,20 @@ def compile_chain(
     num_steps: int | None = None,
     trace_fn: Callable | None = None,
 ):
-    """A ``tf.function`` of ``(x0, seed)`` running :func:`sample_chain`.
+    """A ``tf.function`` of ``(x0, seed, *context)`` running :func:`sample_chain`.
 
     XLA-compiled unless ``kernel.jit_compile`` is False; traced once per input
     shape. The kernel's ``tf.Variable`` hyper-parameters are read at run time, so
-    changing a step size does not retrace.
+    changing a step size does not retrace. Tensors passed after ``seed`` go to
+    the energy, ``energy_fn(x, *context)`` (e.g. the class labels of
+    conditional chains).
     """
     jit = kernel.jit_compile != False  # noqa: E712  ("auto" and True)
 
-    def chain(x0, seed):
-        return sample_chain(kernel, energy_fn, x0, seed, num_steps, trace_fn)
+    def chain(x0, seed, *context):
+        def energy(x):
+            return energy_fn(x, *context)
+
+        return sample_chain(kernel, energy, x0, seed, num_steps, trace_fn)
 
     return tf.function(chain, jit_compile=jit)
