@@ -5,4 +5,4 @@ set -euo pipefail
 SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends latexmk texlive-latex-recommended \
-    texlive-latex-extra texlive-fonts-recommended
+    texlive-latex-extra texlive-fonts-recommended lmodern

@@ -26,10 +26,16 @@ def test_smoke_study_caches_cells_and_renders_the_report(tmp_path):
         assert r["settings_tag"] == "smoke" and r["result"]
         if r["cell"]["kind"] == "digits":  # a certificate is a lower bound
             assert r["result"]["bound_holds"], r
+        if r["cell"]["kind"] == "explain":
+            res = r["result"]
+            assert 0.0 <= res["cf_success"] <= 1.0
+            assert len(res["cf_images"]) == len(res["cf_snapshot_steps"])
+            if r["cell"]["condition"] in conditions.CERTIFIED:  # the certificate
+                assert res["cf_grad_norm_max"] <= res["k_certified"] * (1 + 1e-3)
     md = (report_dir / "docs" / "report.md").read_text()
     assert f"{len(expected)} of the {len(expected)} cells of this budget" in md
     assert "%%" not in md and "no cell finished yet" not in md
-    for name in ("stability", "generalisation", "landscapes", "robustness"):
+    for name in ("stability", "generalisation", "landscapes", "robustness", "explain"):
         assert (report_dir / "docs" / "img" / "report" / f"{name}.png").stat().st_size
         assert f"img/report/{name}.png" in md
     tex = (report_dir / "report" / "report.tex").read_text()

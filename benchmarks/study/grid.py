@@ -19,10 +19,10 @@ from benchmarks.study.conditions import CONDITIONS
 QUESTIONS = {
     "stability": ("stab2d",),
     "generalisation": ("gen2d", "digits"),
-    "interpretability": ("interp2d",),
+    "interpretability": ("interp2d", "explain"),
     "robustness": ("digits",),
 }
-KINDS = ("stab2d", "gen2d", "interp2d", "digits")
+KINDS = ("stab2d", "gen2d", "interp2d", "digits", "explain")
 ETAS = (1e-3, 5e-3, 2e-2, 5e-2)
 LRS = (1e-4, 1e-3, 3e-3)
 SIZES = (200, 1000, 5000, 20000)
@@ -90,6 +90,7 @@ FULL_GRID = {
     "interp_seeds": tuple(range(5)),
     "digits_seeds": tuple(range(5)),
     "digits_classes": (0, 3),
+    "explain_seeds": (0, 1, 2),
 }
 MEDIUM_GRID = {
     "stab_seeds": (0, 1, 2),
@@ -100,6 +101,7 @@ MEDIUM_GRID = {
     "interp_seeds": (0, 1),
     "digits_seeds": (0, 1),
     "digits_classes": (0,),
+    "explain_seeds": (0,),
 }
 SMOKE_GRID = {
     "stab_seeds": (0,),
@@ -110,6 +112,7 @@ SMOKE_GRID = {
     "interp_seeds": (0,),
     "digits_seeds": (0,),
     "digits_classes": (0,),
+    "explain_seeds": (0,),
 }
 BUDGETS = {
     "smoke": (SMOKE_SETTINGS, SMOKE_GRID),
@@ -155,6 +158,11 @@ def cells(grid, questions=None) -> list[dict]:
             grid["digits_seeds"], grid["digits_classes"], CONDITIONS
         ):
             out.append({"kind": "digits", "condition": c, "seed": s, "digit": d})
+    if "explain" in kinds:
+        for s, d, c in itertools.product(
+            grid["explain_seeds"], grid["digits_classes"], CONDITIONS
+        ):
+            out.append({"kind": "explain", "condition": c, "seed": s, "digit": d})
     out.sort(key=lambda cell: cell["seed"])  # stable: rounds of seeds over kinds
     return out
 

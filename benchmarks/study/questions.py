@@ -2,9 +2,10 @@
 
 Kinds: ``stab2d`` (stability of PCD chains), ``gen2d`` (exact train and
 held-out NLL against the training-set size), ``interp2d`` (landscape, gradient
-field, E against the distance to the data, certified radii) and ``digits``
+field, E against the distance to the data, certified radii), ``digits``
 (one-vs-rest digits: memorisation, held-out energy gap, certified and PGD
-AUROC).
+AUROC) and ``explain`` (one-vs-rest digits: saliency maps with a deletion test,
+energy-descent counterfactuals judged by a nearest-neighbour classifier).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ WARMUP = 0.25  # share of the steps before the gap is judged
 OUTSIDE = 0.5  # share of chain states outside the data domain
 N_TEST = 5000
 PGD_STEPS = 20
+#: explanation cells (digits): images explained, energy-descent counterfactuals
+EXPLAIN_N = 8  # in-class images (saliency) and out-of-class starts (counterfactuals)
+CF_STEPS = 60  # normalised gradient-descent steps on E
+CF_STEP = 0.1  # l2 length of one step: a path of at most CF_STEPS * CF_STEP
+CF_SNAPSHOTS = (0, 10, 20, 40, 60)
+DELETE_PIXELS = 8  # pixels switched off by the deletion test
 
 
 def _finite(x):
@@ -227,8 +234,8 @@ def _pgd(model, x, eps, sign):
     return xa.numpy()
 
 
-def digits(cell, budget):
-    """One-vs-rest digits: memorisation, held-out gap, certified vs PGD AUROC."""
+def _train_digits(cell, budget):
+    """The one-vs-rest digits model of a cell, trained, and its data splits."""
     seed, digit = cell["seed"], cell["digit"]
     data = datasets.load_digits(seed=seed)
     x_train = data.x_train[data.y_train == digit]
@@ -255,6 +262,13 @@ def digits(cell, budget):
     epochs = math.ceil(budget["digits_steps"] / per_epoch)
     model.fit(x_train, batch_size=batch, epochs=epochs, verbose=0)
     model.refresh_constraints()
+    return model, data, x_train, x_in, x_out
+
+
+def digits(cell, budget):
+    """One-vs-rest digits: memorisation, held-out gap, certified vs PGD AUROC."""
+    seed = cell["seed"]
+    model, _, x_train, x_in, x_out = _train_digits(cell, budget)
     fn = runs.energy_fn(model)
     samples = model.sample(budget["digits_samples"], seed=seed).numpy()
     flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
@@ -284,4 +298,106 @@ def digits(cell, budget):
     }
 
 
-RUNNERS = {"stab2d": stab2d, "gen2d": gen2d, "interp2d": interp2d, "digits": digits}
+def _energy_and_grad(model, x):
+    x = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        e = model(x, training=False)
+    return e.numpy(), tape.gradient(e, x).numpy()
+
+
+def _descend(model, x, lo, hi):
+    """Normalised gradient descent on E inside the domain: the snapshots at
+    ``CF_SNAPSHOTS`` and the largest gradient norm met on the way."""
+    snaps, cur, gmax = [x], x, 0.0
+    for t in range(1, CF_STEPS + 1):
+        _, g = _energy_and_grad(model, cur)
+        gf = g.reshape(len(g), -1)
+        norm = np.linalg.norm(gf, axis=1, keepdims=True)
+        gmax = max(gmax, float(norm.max()))
+        cur = np.clip(cur - CF_STEP * (gf / (norm + 1e-12)).reshape(cur.shape), lo, hi)
+        if t in CF_SNAPSHOTS:
+            snaps.append(cur)
+    return snaps, gmax
+
+
+def _deletion_ratio(model, x, grad, lo, rng):
+    """Energy rise when the DELETE_PIXELS pixels that the gradient ranks first
+    are switched off (set to ``lo``), over the rise for as many random lit pixels."""
+    flat = x.reshape(len(x), -1)
+    first_order = grad.reshape(len(x), -1) * (lo - flat)  # dE of switching a pixel off
+    lit = flat > lo + 1e-6
+    e0, _ = _energy_and_grad(model, x)
+    by_grad, by_rand = flat.copy(), flat.copy()
+    for i in range(len(x)):
+        on = np.flatnonzero(lit[i])
+        m = min(DELETE_PIXELS, len(on))
+        top = on[np.argsort(-first_order[i, on])[:m]]
+        by_grad[i, top] = lo
+        by_rand[i, rng.choice(on, size=m, replace=False)] = lo
+    e_grad, _ = _energy_and_grad(model, by_grad.reshape(x.shape))
+    e_rand, _ = _energy_and_grad(model, by_rand.reshape(x.shape))
+    rise_grad, rise_rand = float(np.mean(e_grad - e0)), float(np.mean(e_rand - e0))
+    return rise_grad, rise_rand
+
+
+def explain(cell, budget):
+    """Saliency and energy-descent counterfactuals of a one-vs-rest digits model.
+
+    Saliency is ∇x E on in-class test digits; its deletion test switches off the
+    pixels the gradient ranks first and compares the energy rise with as many
+    random lit pixels. A counterfactual descends E from an out-of-class test digit
+    by ``CF_STEPS`` normalised steps; it *succeeds* when the nearest training
+    image (all classes, 1-NN) of its end point is of the modelled digit, and
+    *reaches the class* when its energy is below the in-class test median.
+    """
+    seed, digit = cell["seed"], cell["digit"]
+    model, data, x_train, x_in, x_out = _train_digits(cell, budget)
+    lo, hi = datasets.DIGITS_DOMAIN
+    rng = np.random.default_rng(seed)
+    n = min(EXPLAIN_N, len(x_in))
+    x_sal = x_in[:n]
+    _, grad = _energy_and_grad(model, x_sal)
+    rise_grad, rise_rand = _deletion_ratio(model, x_sal, grad, lo, rng)
+    # one start of every other class first, so the pictures show several digits
+    y_out = data.y_test[data.y_test != digit][: len(x_out)]
+    firsts = [int(np.flatnonzero(y_out == c)[0]) for c in np.unique(y_out)]
+    rest = [i for i in range(len(y_out)) if i not in firsts]
+    starts_idx = (firsts + rest)[:EXPLAIN_N]
+    x_start = x_out[starts_idx]
+    snaps, gmax = _descend(model, x_start, lo, hi)
+    flat = lambda a: a.reshape(len(a), -1)  # noqa: E731
+    tree_all = spatial.cKDTree(flat(data.x_train))
+    tree_in = spatial.cKDTree(flat(x_train))
+    nn_label = lambda a: data.y_train[tree_all.query(flat(a))[1]]  # noqa: E731
+    e_in = runs.energy_fn(model)(x_in)
+    e_end, _ = _energy_and_grad(model, snaps[-1])
+    return {
+        "k": float(model.k_coef_lip),
+        "k_certified": conditions.certified_k(model, cell["condition"]),
+        "saliency_images": np.round(flat(x_sal[:4]), 3).tolist(),
+        "saliency_maps": np.round(flat(grad[:4]), 4).tolist(),
+        "deletion_rise_saliency": rise_grad,
+        "deletion_rise_random": rise_rand,
+        "cf_snapshot_steps": list(CF_SNAPSHOTS),
+        "cf_images": [np.round(flat(s[:4]), 3).tolist() for s in snaps],
+        "cf_start_labels": [int(v) for v in y_out[starts_idx][:4]],
+        "cf_success_start": float(np.mean(nn_label(x_start) == digit)),
+        "cf_success": float(np.mean(nn_label(snaps[-1]) == digit)),
+        "cf_reaches_class": float(np.mean(e_end <= np.median(e_in))),
+        "cf_distance": float(
+            np.mean(np.linalg.norm(flat(snaps[-1] - x_start), axis=1))
+        ),
+        "cf_nn_in_start": float(np.mean(tree_in.query(flat(x_start))[0])),
+        "cf_nn_in_end": float(np.mean(tree_in.query(flat(snaps[-1]))[0])),
+        "cf_grad_norm_max": gmax,
+    }
+
+
+RUNNERS = {
+    "stab2d": stab2d,
+    "gen2d": gen2d,
+    "interp2d": interp2d,
+    "digits": digits,
+    "explain": explain,
+}
