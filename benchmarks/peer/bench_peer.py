@@ -296,17 +296,26 @@ def make_optimizer(model, lr, beta_1=0.9):
     return torch.optim.Adam(model.parameters(), lr=lr, betas=(beta_1, 0.999), eps=1e-7)
 
 
+def _sync():
+    """Wait for the device (CUDA runs asynchronously; a no-op on the CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_chain(pcd, x0, args):
     run_chain(pcd, x0, args.steps)  # warm-up
+    _sync()
     t = time.perf_counter()
     for _ in range(args.inner):
         run_chain(pcd, x0, args.steps)
+    _sync()
     return (time.perf_counter() - t) / (args.inner * args.steps)
 
 
 def time_train_step(pcd, opt, batches, mode, args):
     it = iter(batches)
     train_step(pcd, opt, next(it), mode)  # warm-up
+    _sync()
     t = time.perf_counter()
     for _ in range(args.inner):
         loss = train_step(pcd, opt, next(it), mode)
@@ -334,7 +343,7 @@ def bench(args):
     results = {}
     for name in args.configs:
         net_kind, shape, domain = CONFIGS[name]
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator(device=args.device).manual_seed(0)
         x = torch.randn((args.batch * 8, *shape), generator=gen)
         entries = {}  # label -> (pcd, optimizer, mode or None for chain-only)
         for kind in args.kinds:
@@ -529,6 +538,9 @@ def main(argv=None):
     p.add_argument("--inner", type=int, default=5, help="calls per timing")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--device", default="cpu", help="torch device of the speed benchmark (cuda)"
+    )
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--time-to-kl", metavar="DIR", default=None)
     p.add_argument("--mode", default="shared", choices=MODES, help="for --time-to-kl")
@@ -542,6 +554,10 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.device != "cpu":
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            p.error(f"--device {args.device}: torch sees no CUDA device")
+        torch.set_default_device(args.device)  # every factory call, modules too
     res = {"versions": versions(), "config": vars(args)}
     if args.time_to_kl:
         res["time_to_kl"] = time_to_kl(args)
