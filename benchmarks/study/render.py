@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.study import conditions, grid
+from benchmarks.study import conditions, discussion, grid
 from benchmarks.study.stats import fmt_mean, fmt_share, mean_ci, share_ci
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +87,7 @@ TEX = {
     "≈": "\\ensuremath{\\approx}",
     "≤": "\\ensuremath{\\le}",
     "≥": "\\ensuremath{\\ge}",
+    "∝": "\\ensuremath{\\propto}",
     "−": "-",
     "×": "\\ensuremath{\\times}",
     "|": "\\textbar{}",
@@ -119,9 +120,10 @@ class Table:
         return (
             "\\begin{table}[ht]\\centering\\scriptsize\n"
             f"\\caption{{{esc(self.caption)}}}\n"
+            "\\begin{adjustbox}{max width=\\linewidth}\n"
             f"\\begin{{tabular}}{{{cols}}}\\hline\n"
             + "\n".join(body)
-            + "\n\\hline\\end{tabular}\\end{table}"
+            + "\n\\hline\\end{tabular}\\end{adjustbox}\\end{table}"
         )
 
 
@@ -403,13 +405,15 @@ COLORS = dict(
             "#4292c6",
             "#9ecae1",
             "#6a51a3",
-            "#d94801",
-            "#e6550d",
+            "#d62728",
+            "#ff7f0e",
             "#31a354",
-            "#a63603",
+            "#8c564b",
         ],
     )
 )
+#: one marker per condition, so overlapping curves stay identifiable
+MARKERS = dict(zip(CONDS, ["o", "s", "^", "D", "v", "o", "s", "^", "D"]))
 
 
 def fig_stability(recs, path):
@@ -424,7 +428,16 @@ def fig_stability(recs, path):
             ys.append(share_ci(sum(r["result"]["diverged"] for r in rs), len(rs))[0])
         ys = [np.nan if y is None else y for y in ys]
         style = "-" if c in conditions.CERTIFIED else "--"
-        ax.plot(etas, ys, style, marker="o", color=COLORS[c], label=c)
+        ax.plot(
+            etas,
+            ys,
+            style,
+            marker=MARKERS[c],
+            color=COLORS[c],
+            label=c,
+            mfc="none" if c == "lip-learnk" else None,
+            ms=8 if c == "lip-learnk" else 6,
+        )
     ax.set_xscale("log")
     ax.set_xlabel("Langevin step size η")
     ax.set_ylabel("share of runs diverged")
@@ -453,11 +466,36 @@ def fig_generalisation(recs, path):
         tr = [np.nan if v is None else v for v in tr]
         te = [np.nan if v is None else v for v in te]
         style = "-" if c in conditions.CERTIFIED else "--"
-        axes[0].plot(sizes, te, style, marker="o", color=COLORS[c], label=c)
-        axes[1].plot(sizes, np.subtract(te, tr), style, marker="o", color=COLORS[c])
+        axes[0].plot(sizes, te, style, marker=MARKERS[c], color=COLORS[c], label=c)
+        axes[1].plot(
+            sizes, np.subtract(te, tr), style, marker=MARKERS[c], color=COLORS[c]
+        )
     ref = mean_ci([r["result"]["data_test_nll"] for r in recs])[0]
     if ref is not None:
         axes[0].axhline(ref, color="k", lw=0.8, ls=":", label="true density")
+    # a condition far above the others would flatten every other curve: clip
+    # the axis at 3x the spread of the rest and say who is off the scale
+    finals = {
+        c: mean_ci(
+            [r["result"]["test_nll"] for r in recs if r["cell"]["condition"] == c]
+        )[0]
+        for c in CONDS
+    }
+    finals = {c: v for c, v in finals.items() if v is not None}
+    if len(finals) > 2 and ref is not None:
+        order = sorted(finals, key=finals.get)
+        rest = [finals[c] for c in order[:-1]]
+        top = max(rest) + 0.5 * (max(rest) - ref)
+        if finals[order[-1]] > top + 2 * (max(rest) - ref):
+            axes[0].set_ylim(ref - 0.1 * (top - ref), top)
+            axes[0].text(
+                0.02,
+                0.97,
+                f"{order[-1]} off the scale (≈{finals[order[-1]]:.3g} nats)",
+                transform=axes[0].transAxes,
+                va="top",
+                fontsize=8,
+            )
     from matplotlib.ticker import NullFormatter
 
     for ax in axes:
@@ -533,8 +571,16 @@ def fig_robustness(recs, path):
             for i in range(len(eps) - 1)
         ]
         ax = axes[0] if c in conditions.CERTIFIED else axes[1]
-        ax.plot(eps, emp, "-", marker="o", color=COLORS[c], label=f"{c} PGD")
-        ax.plot(eps, cert, ":", marker="s", color=COLORS[c], label=f"{c} certified")
+        ax.plot(eps, emp, "-", marker=MARKERS[c], color=COLORS[c], label=f"{c} PGD")
+        ax.plot(
+            eps,
+            cert,
+            ":",
+            marker=MARKERS[c],
+            mfc="none",
+            color=COLORS[c],
+            label=f"{c} certified",
+        )
     axes[0].set_title("deel-lip energies")
     axes[1].set_title("unconstrained / soft (bound: layer-norm product)")
     for ax in axes:
@@ -910,6 +956,8 @@ def render(budget, cells_dir, report_dir):
         v["table_coverage"] = getattr(cov_table, fmt)()
         v["table_conditions"] = getattr(conds_table, fmt)()
         v["findings"] = _findings_block(findings(kinds), fmt)
+        v["discussion"] = _discussion_block(discussion.paragraphs(kinds), fmt)
+        v["coverage_note"] = _coverage_note(cov, fmt)
         for name in FIGURES:
             v[f"fig_{name}"] = _figure(figs.get(name), name, fmt)
         text = _Template((HERE / tmpl).read_text()).substitute(v)
@@ -924,6 +972,30 @@ def _q():
     from benchmarks.study import questions
 
     return questions
+
+
+def _discussion_block(paragraphs, fmt):
+    if fmt == "md":
+        return "\n\n".join(f"**{h}.** {t}" for h, t in paragraphs)
+    return "\n\n".join(
+        f"\\paragraph{{{tex_escape(h)}.}} {tex_escape(t)}" for h, t in paragraphs
+    )
+
+
+def _coverage_note(cov, fmt):
+    if cov["full_done"] == cov["full_total"]:
+        text = (
+            f"The full grid is done ({cov['full_total']} cells); every interval is "
+            "still as wide as its n makes it (5 to 10 seeds per condition outside "
+            "the stability map)."
+        )
+    else:
+        text = (
+            f"The grid is incomplete ({cov['full_done']} of {cov['full_total']} "
+            "cells of the full grid): seeds are fewer than the full budget's, and "
+            "every interval is as wide as its n makes it."
+        )
+    return text if fmt == "md" else tex_escape(text)
 
 
 def _findings_block(items, fmt):
