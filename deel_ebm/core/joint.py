@@ -153,7 +153,7 @@ class JointEnergyModel(EnergyModel):
 
     # ---------------------------------------------------------------- outputs
     def _logits(self, inputs, training=False):
-        out = self.network(inputs, training=training)
+        out = self._network_output(inputs, training)
         return tf.cast(self.k_tensor(), out.dtype) * out
 
     def call(self, inputs, training=False):

@@ -34,7 +34,7 @@ import numpy as np
 from deel_ebm import nets
 from deel_ebm._backend import keras, tf
 from deel_ebm._checks import check_samples
-from deel_ebm.core import _distribute, checkpoints, inputs
+from deel_ebm.core import _distribute, checkpoints, gemm_forward, inputs
 from deel_ebm.core import losses as losses_lib
 from deel_ebm.core.averaging import WeightAverage
 from deel_ebm.core.buffers import ReplayBuffer
@@ -342,6 +342,11 @@ class EnergyModel(keras.Model):
         names += self._extra_metric_names()
         self._trackers = {n: _distribute.Mean(name=n) for n in names}
         self.refresh_constraints()
+        # inference passes (chains, energy) with convolutions as GEMMs, when the
+        # network allows it and agrees with its own call (gemm_forward)
+        self._chains.inference = gemm_forward.inference_forward(
+            self.network, self.sample_shape
+        )
         self.built = True  # every variable exists (BackupAndRestore checks it)
 
     # ------------------------------------------------------------ construction
@@ -460,8 +465,41 @@ class EnergyModel(keras.Model):
     # ------------------------------------------------------------------ energy
     def call(self, inputs, training=False):
         """Energies ``(n,)`` of a batch; ``training=True`` recomputes ``wbar``."""
-        out = self.network(inputs, training=training)
+        out = self._network_output(inputs, training)
         return tf.cast(self.k_tensor(), out.dtype) * tf.reshape(out, [-1])
+
+    @property
+    def gemm_convolutions(self) -> bool:
+        """Whether inference passes (chains, :meth:`energy`, sampling) run the
+        network's convolutions as matrix products of their patches
+        (:mod:`deel_ebm.core.gemm_forward`: the same function, faster in XLA on
+        CPU). True when the network allows it; set False to run the network's
+        own call instead."""
+        return self._chains.inference is not None
+
+    @gemm_convolutions.setter
+    def gemm_convolutions(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"gemm_convolutions must be True or False, got {value!r}")
+        if value == self.gemm_convolutions:
+            return
+        fast = None
+        if value:
+            fast = gemm_forward.inference_forward(self.network, self.sample_shape)
+            if fast is None:
+                raise ValueError(
+                    "gemm_convolutions=True needs a Sequential network with plain "
+                    "stride-1 convolutions that the GEMM pass reproduces"
+                )
+        self._chains.inference = fast
+        self._chains.functions.clear()  # compiled chains captured the old pass
+
+    def _network_output(self, inputs, training):
+        """``network(inputs, training)``; at inference the GEMM pass if built."""
+        fast = None if training else self._chains.inference
+        if fast is None:
+            return self.network(inputs, training=training)
+        return fast(inputs)
 
     def k_tensor(self) -> tf.Tensor:
         """The current k as a tensor (differentiable when learned)."""
@@ -1049,10 +1087,12 @@ def _first_samples(dataset, n):
 
 
 class _FunctionCache:
-    """Compiled chains by (sampler, num_steps, trajectory); not tracked by Keras."""
+    """Compiled chains by (sampler, num_steps, trajectory), and the network's
+    inference pass (``gemm_forward``); not tracked by Keras."""
 
     def __init__(self):
         self.functions = {}
+        self.inference = None
 
 
 class _StopOnNonFinite(keras.callbacks.Callback):
