@@ -33,6 +33,19 @@ def xla_loop(draw, shape, steps):
     return run
 
 
+def box_muller(shape, seed):
+    """Standard normals from uniforms by the Box-Muller transform (a uniform
+    per normal, one log, sqrt, cos and sin per pair)."""
+    import math
+
+    n = math.prod(shape)
+    u = tf.random.stateless_uniform([2, (n + 1) // 2], seed)
+    r = tf.sqrt(-2.0 * tf.math.log1p(-u[0]))  # 1 - u in (0, 1]
+    theta = (2.0 * math.pi) * u[1]
+    z = tf.concat([r * tf.cos(theta), r * tf.sin(theta)], axis=0)
+    return tf.reshape(z[:n], shape)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=512)
@@ -51,6 +64,7 @@ def main(argv=None):
             shape,
             steps,
         ),
+        "xla_box_muller": xla_loop(lambda s: box_muller(shape, s), shape, steps),
         "xla_uniform_default": xla_loop(
             lambda s: tf.random.stateless_uniform(shape, s), shape, steps
         ),

@@ -64,6 +64,7 @@ def build_deel(kind, name, args):
     net_kind, shape = CONFIGS[name]
     ns = argparse.Namespace(net=net_kind, dim=shape[-1], units=args.units)
     ns.steps = args.steps
+    ns.scheme = "pcd"  # chains in every train step, on both sides
     if net_kind == "dense" or hasattr(bts, "build_net"):  # it knows --net conv
         return bts.build(kind, ns)
     if kind == "lipschitz":  # an older bench_train_step: the same settings here

@@ -37,14 +37,24 @@ def build_net(kind, args):
             return nets.lipschitz_convnet((8, 8, 1))
         return nets.unconstrained_convnet((8, 8, 1), activation=kind)
     if kind == "lipschitz":
-        return nets.lipschitz_mlp((args.dim,), units=args.units)
+        # GroupSort2, as the twins: in 2D the library's default is FullSort
+        return nets.lipschitz_mlp(
+            (args.dim,),
+            units=args.units,
+            activation=getattr(args, "activation", None) or "groupsort2",
+        )
     return nets.unconstrained_mlp((args.dim,), units=args.units, activation=kind)
 
 
 def build(kind, args):
     jit = "auto"
+    train_jit = kind.endswith("+jit")  # the whole train step XLA-compiled
+    kind = kind.removesuffix("+jit")
     if kind == "lipschitz_no_xla":  # the same chain without XLA: is XLA faster?
         kind, jit = "lipschitz", False
+    keras_conv = kind == "lipschitz_keras_conv"  # convolutions as Keras runs them
+    if keras_conv:
+        kind = "lipschitz"
     net = build_net(kind, args)
     import warnings
 
@@ -61,9 +71,11 @@ def build(kind, args):
             # trains on proposal draws: ``--scheme default``)
             proposal="auto" if args.scheme == "default" else None,
         )
+    if keras_conv:
+        model.gemm_convolutions = False  # the network's own convolutions
     if model.proposal is not None:
         model.proposal.fit(_data(args)[: 8 * args.batch])
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), jit_compile=train_jit)
     return model
 
 
@@ -192,6 +204,12 @@ def main(argv=None):
         help="pcd: chains in every train step; default: the model's default "
         "(importance-sampled proposal draws up to 8 dimensions)",
     )
+    p.add_argument(
+        "--train-jit",
+        action="store_true",
+        help="also time every model with its whole train step XLA-compiled "
+        "(compile(jit_compile=True)), as '<name>+jit'",
+    )
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument(
         "--no-xla-check",
@@ -202,9 +220,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     x = _data(args)
     data = tf.data.Dataset.from_tensor_slices(x).batch(args.batch).repeat()
-    kinds = ["lipschitz", *args.twins] + (
-        ["lipschitz_no_xla"] if args.xla_check else []
-    )
+    kinds = ["lipschitz", *args.twins]
+    if args.train_jit:
+        kinds += [f"{k}+jit" for k in kinds]
+    if args.xla_check:
+        kinds.append("lipschitz_no_xla")
+    if args.net == "conv":
+        kinds.append("lipschitz_keras_conv")
     models = {k: build(k, args) for k in kinds}
     chain = {k: [] for k in kinds}
     step = {k: [] for k in kinds}
@@ -251,6 +273,11 @@ def main(argv=None):
         "of_which_reparametrisation": recompute_ms - cached_ms,
         "rest (optimizer, buffer, metrics)": total - chains_ms - recompute_ms,
     }
+    if args.net == "conv":
+        res["chain_ratio_keras_conv_vs_gemm"] = (
+            res["chain_step_ms"]["lipschitz_keras_conv"]
+            / res["chain_step_ms"]["lipschitz"]
+        )
     if args.xla_check:
         res["chain_ratio_no_xla_vs_xla"] = (
             res["chain_step_ms"]["lipschitz_no_xla"] / res["chain_step_ms"]["lipschitz"]
@@ -262,6 +289,14 @@ def main(argv=None):
         res[f"train_ratio_vs_{twin}"] = (
             res["train_step_ms"]["lipschitz"] / res["train_step_ms"][twin]
         )
+        if args.train_jit:
+            res[f"train_ratio_jit_vs_{twin}_jit"] = (
+                res["train_step_ms"]["lipschitz+jit"]
+                / res["train_step_ms"][f"{twin}+jit"]
+            )
+            res[f"train_ratio_jit_vs_{twin}"] = (
+                res["train_step_ms"]["lipschitz+jit"] / res["train_step_ms"][twin]
+            )
     print(json.dumps(res, indent=2))
     if args.json:
         with open(args.json, "w") as f:
