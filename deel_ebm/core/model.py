@@ -492,7 +492,9 @@ class EnergyModel(keras.Model):
                     "stride-1 convolutions that the GEMM pass reproduces"
                 )
         self._chains.inference = fast
-        self._chains.functions.clear()  # compiled chains captured the old pass
+        # compiled chains and Keras' step functions captured the old pass
+        self._chains.functions.clear()
+        self.train_function = self.test_function = self.predict_function = None
 
     def _network_output(self, inputs, training):
         """``network(inputs, training)``; at inference the GEMM pass if built."""

@@ -142,8 +142,11 @@ def test_gemm_convolutions_can_be_switched_off_and_on():
     model.gemm_convolutions = False
     assert not model.gemm_convolutions
     np.testing.assert_allclose(model.energy(x).numpy(), fast, rtol=1e-4, atol=1e-5)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit(x, batch_size=8, epochs=1, verbose=0)  # traced without the pass
     model.gemm_convolutions = True
-    assert model.gemm_convolutions
+    assert model.gemm_convolutions and model.train_function is None
+    model.fit(x, batch_size=8, epochs=1, verbose=0)  # traced again, with it
     dense = deel_ebm.EnergyModel(deel_ebm.nets.lipschitz_mlp((2,)))
     assert not dense.gemm_convolutions
     with pytest.raises(ValueError, match="Sequential network"):
