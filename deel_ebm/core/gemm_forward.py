@@ -13,15 +13,19 @@ with the same FLOPs, and its gradient is slices, pads and GEMMs too
 convolutions are plain 2D ones (Keras ``Conv2D``, deel-lip ``SpectralConv2D`` /
 ``FrobeniusConv2D``: stride 1, no dilation, one group, ``same`` or ``valid``
 padding, channels last) and checks it against the network itself on a probe
-batch — outputs and input gradients — before it is used; any other network, or a
-check that fails, keeps the network's own call. Only inference (``training=False``)
-goes through it: training passes recompute the constrained kernels as deel-lip
-does.
+batch — outputs and input gradients — before it is used; any other network (a
+subclass of those layers too), or a check that fails, keeps the network's own
+call; a batch whose image size is unknown when traced runs the layer's own call.
+Only inference (``training=False``) goes through it: training passes recompute
+the constrained kernels as deel-lip does, and the exports build their own stock
+networks.
 """
 
 from __future__ import annotations
 
 from typing import Callable
+
+from deel.lip.layers import FrobeniusConv2D, SpectralConv2D
 
 from deel_ebm._backend import keras, tf
 
@@ -54,13 +58,10 @@ def patch_conv2d(x, kernel, padding: str):
 
 
 def _is_plain_conv(layer) -> bool:
-    if not isinstance(layer, keras.layers.Conv2D) or isinstance(
-        layer, (keras.layers.Conv2DTranspose, keras.layers.DepthwiseConv2D)
-    ):
+    # the exact classes whose inference call is conv2d(x, kernel) + bias, then the
+    # activation: a subclass may do more, whatever its name, and is not rewritten
+    if type(layer) not in (keras.layers.Conv2D, SpectralConv2D, FrobeniusConv2D):
         return False
-    cls = type(layer).__name__
-    if cls not in ("Conv2D", "SpectralConv2D", "FrobeniusConv2D"):
-        return False  # a subclass whose call may do more: not rewritten
     return (
         tuple(layer.strides) == (1, 1)
         and tuple(layer.dilation_rate) == (1, 1)
@@ -72,6 +73,8 @@ def _is_plain_conv(layer) -> bool:
 
 def _conv_step(layer):
     def step(x):
+        if x.shape.rank != 4 or x.shape[1] is None or x.shape[2] is None:
+            return layer(x, training=False)  # the patches need static sizes
         # deel-lip layers read their cached constrained kernel at inference
         kernel = layer.wbar if hasattr(layer, "wbar") else layer.kernel
         out = patch_conv2d(x, tf.cast(kernel, x.dtype), layer.padding)

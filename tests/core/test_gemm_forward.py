@@ -74,6 +74,11 @@ class _MyConv(keras.layers.Conv2D):
         return 2.0 * super().call(x)
 
 
+class Conv2D(keras.layers.Conv2D):  # a subclass with the stock name
+    def call(self, x):
+        return 2.0 * super().call(x)
+
+
 @pytest.mark.parametrize(
     "layers",
     [
@@ -89,13 +94,14 @@ class _MyConv(keras.layers.Conv2D):
             keras.layers.Dense(1),
         ],
         [_MyConv(4, 3, padding="same"), keras.layers.Flatten(), keras.layers.Dense(1)],
+        [Conv2D(4, 3, padding="same"), keras.layers.Flatten(), keras.layers.Dense(1)],
         [
             keras.layers.Conv2DTranspose(4, 3),
             keras.layers.Flatten(),
             keras.layers.Dense(1),
         ],
     ],
-    ids=["dense", "strided", "dilated", "subclass", "transpose"],
+    ids=["dense", "strided", "dilated", "subclass", "named-subclass", "transpose"],
 )
 def test_inference_forward_keeps_other_networks(layers):
     net = keras.Sequential([keras.Input((8, 8, 1)), *layers])
@@ -153,3 +159,21 @@ def test_gemm_convolutions_can_be_switched_off_and_on():
         dense.gemm_convolutions = True
     with pytest.raises(TypeError, match="True or False"):
         model.gemm_convolutions = 1
+
+
+def test_unknown_image_sizes_run_the_layers_own_call():
+    net = keras.Sequential(
+        [
+            keras.Input((None, None, 1)),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(1),
+        ]
+    )
+    fast = gemm_forward.inference_forward(net, (8, 8, 1))
+    assert fast is not None
+    traced = tf.function(fast, input_signature=[tf.TensorSpec([None, None, None, 1])])
+    x = tf.random.stateless_uniform([2, 12, 12, 1], [5, 6])
+    np.testing.assert_allclose(
+        traced(x).numpy(), net(x, training=False).numpy(), rtol=1e-5, atol=1e-6
+    )
