@@ -37,6 +37,8 @@ CONDITIONS = (
 )
 #: conditions whose energy carries a certified Lipschitz constant
 CERTIFIED = ("lip-k5", "lip-k10", "lip-k20", "lip-k40", "lip-learnk")
+#: the unconstrained and soft-constrained conditions (the report's "others")
+UNCONSTRAINED = ("twin", "swish", "specnorm", "gradpen")
 
 DESCRIPTIONS = {
     "lip-k5": "deel-lip MLP (SpectralDense + GroupSort2), E = 5 f",

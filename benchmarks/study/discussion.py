@@ -13,7 +13,7 @@ import math
 from benchmarks.study import conditions
 from benchmarks.study.stats import fmt_mean, fmt_share, mean_ci, share_ci
 
-UNCONSTRAINED = ("twin", "swish", "specnorm", "gradpen")
+UNCONSTRAINED = conditions.UNCONSTRAINED
 FIXED = tuple(f"lip-k{k:g}" for k in conditions.FIXED_K)
 #: drift bounds ηk up to this are "small" in the stability paragraph
 SMALL_DRIFT = 0.05
@@ -23,9 +23,22 @@ def _of(recs, conds):
     return [r["result"] for r in recs if r["cell"]["condition"] in conds]
 
 
-def _div(recs, conds):
+def diverged(recs, conds):
+    """``(diverged runs, runs)`` of stability cells of the conditions ``conds``."""
     rs = _of(recs, conds)
     return sum(bool(r["diverged"]) for r in rs), len(rs)
+
+
+def deletion_ratio(result):
+    """An explanation cell's energy rise for the saliency-ranked pixels over the
+    rise for random ones (None when the random rise is not positive)."""
+    rnd = result["deletion_rise_random"]
+    return result["deletion_rise_saliency"] / rnd if rnd > 0 else None
+
+
+def _per_condition(recs, conds, text):
+    """``"c <text(results of c)>"`` joined over the conditions that have cells."""
+    return ", ".join(f"{c} {text(_of(recs, (c,)))}" for c in conds if _of(recs, (c,)))
 
 
 def _compare_shares(a, b):
@@ -64,10 +77,10 @@ def _monotone(values):
 
 
 def stability(st):
-    cert = _div(st, conditions.CERTIFIED)
-    twin = _div(st, ("twin",))
-    others = _div(st, UNCONSTRAINED)
-    shares = [_div(st, (c,)) for c in FIXED]
+    cert = diverged(st, conditions.CERTIFIED)
+    twin = diverged(st, ("twin",))
+    others = diverged(st, UNCONSTRAINED)
+    shares = [diverged(st, (c,)) for c in FIXED]
     trend = _monotone([d / n for d, n in shares if n])
     verdict = _compare_shares(cert, others)
     hyp = {
@@ -222,23 +235,21 @@ def interpretability(it, ex):
             "On digits, energy descent from another digit ends nearest to a "
             f"training image of the modelled digit in {success} "
             "of the paths for the certified energies; "
-            + ", ".join(
-                f"{c} {fmt_mean([r['cf_success'] for r in _of(ex, (c,))])}"
-                for c in UNCONSTRAINED
-                if _of(ex, (c,))
+            + _per_condition(
+                ex, UNCONSTRAINED, lambda rs: fmt_mean([r["cf_success"] for r in rs])
             )
             + ". Along these paths the certified energies reach "
             f"{fmt_mean([_used(r) for r in cs])} of their certified slope; the "
             "others' certified constant (a product of layer norms) is "
-            + ", ".join(
-                f"{c} ×{1 / mean_ci([_used(r) for r in _of(ex, (c,))])[0]:.2g}"
-                for c in UNCONSTRAINED
-                if _of(ex, (c,))
+            + _per_condition(
+                ex,
+                UNCONSTRAINED,
+                lambda rs: f"×{1 / mean_ci([_used(r) for r in rs])[0]:.2g}",
             )
             + " the largest slope met on their paths."
         )
         ratios = {
-            c: mean_ci([_deletion(r) for r in _of(ex, (c,))])[0]
+            c: mean_ci([deletion_ratio(r) for r in _of(ex, (c,))])[0]
             for c in conditions.CONDITIONS
             if _of(ex, (c,))
         }
@@ -264,11 +275,6 @@ def _used(r):
     return r["cf_grad_norm_max"] / r["k_certified"]
 
 
-def _deletion(r):
-    rnd = r["deletion_rise_random"]
-    return r["deletion_rise_saliency"] / rnd if rnd > 0 else None
-
-
 def robustness(dg):
     if not dg:
         return ""
@@ -283,7 +289,6 @@ def robustness(dg):
     gap_u = [
         r["attacks"][last]["empirical"] - r["attacks"][last]["certified"] for r in us
     ]
-    emp_u = [r["attacks"][last]["empirical"] for r in us]
     cert_c = [r["attacks"][last]["certified"] for r in cs]
     text = (
         f"The certificate never contradicted the attack ({held} of {len(dg)} runs). "
@@ -291,7 +296,6 @@ def robustness(dg):
         f"the certified one by only {fmt_mean(gap_c)}, against {fmt_mean(gap_u)} for "
         "the others, whose layer-norm bound is far from their true slope. "
     )
-    del emp_u
     groups = {"lower": [], "higher": [], "not different": []}
     for c in UNCONSTRAINED:
         emp = [r["attacks"][last]["empirical"] for r in _of(dg, (c,))]

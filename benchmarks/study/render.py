@@ -21,7 +21,7 @@ from benchmarks.study.stats import fmt_mean, fmt_share, mean_ci, share_ci
 
 HERE = Path(__file__).resolve().parent
 CONDS = conditions.CONDITIONS
-UNCONSTRAINED = ("twin", "swish", "specnorm", "gradpen")
+UNCONSTRAINED = conditions.UNCONSTRAINED
 
 
 class _Template(string.Template):
@@ -314,14 +314,6 @@ def interp_table(recs):
     )
 
 
-def _deletion_ratio(result):
-    rise_sal, rise_rand = (
-        result["deletion_rise_saliency"],
-        result["deletion_rise_random"],
-    )
-    return rise_sal / rise_rand if rise_rand > 0 else None
-
-
 def explain_table(recs):
     g = _group(recs, "condition")
     rows = []
@@ -336,7 +328,7 @@ def explain_table(recs):
                 fmt_mean([x["cf_reaches_class"] for x in rs]),
                 fmt_mean([x["cf_distance"] for x in rs]),
                 fmt_mean([x["cf_nn_in_end"] for x in rs]),
-                fmt_mean([_deletion_ratio(x) for x in rs]),
+                fmt_mean([discussion.deletion_ratio(x) for x in rs]),
                 fmt_mean([x["cf_grad_norm_max"] / x["k_certified"] for x in rs]),
             ]
         )
@@ -683,18 +675,13 @@ FIGURES = {
 
 
 # ----------------------------------------------------------------- findings
-def _share(recs, conds):
-    rs = [r for r in recs if r["cell"]["condition"] in conds]
-    return sum(r["result"]["diverged"] for r in rs), len(rs)
-
-
 def findings(kinds):
     """Sentences stating what the cached numbers show (computed, not written)."""
     out = []
     st = kinds.get("stab2d", [])
     if st:
-        d1, n1 = _share(st, conditions.CERTIFIED)
-        d2, n2 = _share(st, UNCONSTRAINED)
+        d1, n1 = discussion.diverged(st, conditions.CERTIFIED)
+        d2, n2 = discussion.diverged(st, UNCONSTRAINED)
         p1, p2 = share_ci(d1, n1), share_ci(d2, n2)
         if n1 and n2:
             verdict = (
@@ -713,7 +700,7 @@ def findings(kinds):
             )
         per = []
         for c in CONDS:
-            d, n = _share(st, (c,))
+            d, n = discussion.diverged(st, (c,))
             if n:
                 per.append(f"{c} {d}/{n}")
         out.append("Diverged runs per condition: " + ", ".join(per) + ".")
@@ -789,7 +776,7 @@ def findings(kinds):
             if rs:
                 parts.append(
                     f"{fmt_mean([x['cf_success'] for x in rs])} ({name}, deletion "
-                    f"ratio {fmt_mean([_deletion_ratio(x) for x in rs])})"
+                    f"ratio {fmt_mean([discussion.deletion_ratio(x) for x in rs])})"
                 )
         out.append(
             "Counterfactuals on digits: share of energy-descent paths from another "
