@@ -27,7 +27,14 @@ from deel_ebm import certificates, datasets, export, keras, nets
 from deel_ebm import metrics as metrics_lib
 from deel_ebm.app import figures, folders
 from deel_ebm.app.progress import Progress, TimeBudget, interrupt_stops_training
-from deel_ebm.core import EnergyModel, buffers, losses, proposals, samplers
+from deel_ebm.core import (
+    EnergyModel,
+    buffers,
+    classifier_losses,
+    losses,
+    proposals,
+    samplers,
+)
 from deel_ebm.core import joint as joint_lib
 from deel_ebm.core import model as model_lib
 from deel_ebm.core import walkers as walkers_lib
@@ -159,6 +166,15 @@ class RunConfig:
         auto=f"{joint_lib.DEFAULT_GENERATIVE_WEIGHT:g}, the library's "
         "(deel_ebm.core.joint.DEFAULT_GENERATIVE_WEIGHT)",
     )
+    classifier_loss: str | None = _opt(
+        None,
+        "--model joint: the classification term: ce (cross-entropy of p(y|x) = "
+        "softmax(k f)) or hkr (deel-lip's multiclass hinge-KR on f: it widens "
+        "margins, hence certified radii)",
+        choices=joint_lib.CLASSIFIER_LOSSES,
+        auto=f"{joint_lib.DEFAULT_CLASSIFIER_LOSS}, the library's "
+        "(deel_ebm.core.joint.DEFAULT_CLASSIFIER_LOSS)",
+    )
     n_train: int | None = _opt(
         None,
         "training points (drawn from a 2D density; the first of the shuffled "
@@ -255,6 +271,15 @@ class RunConfig:
         "mala: adapt the step size toward this acceptance, capped at 4x the start",
         type=float,
     )
+    base_starts: float | None = _opt(
+        None,
+        "chains: share of the training chains started from fresh draws of the "
+        "mixture fitted to the data (the base) instead of the replay buffer, in "
+        "[0, 1]",
+        type=float,
+        auto="1 for --model joint, 0 otherwise; 0 without a base (up to 8 or "
+        "above 64 dimensions)",
+    )
     init_temperature: float = _opt(
         1.0, "start temperature of annealed chains (1: no annealing)"
     )
@@ -340,6 +365,7 @@ class RunConfig:
             "max_minutes",
             "tempering_gap",
             "generative_weight",
+            "base_starts",
         ):
             value = getattr(self, name)
             if value is None:
@@ -357,8 +383,8 @@ class RunConfig:
                 f"init_temperature must be >= 1 (1: no annealing), got "
                 f"{self.init_temperature}"
             )
-        for name in ("anneal_fraction", "reinit_prob"):
-            if not 0 <= getattr(self, name) <= 1:
+        for name in ("anneal_fraction", "reinit_prob", "base_starts"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) <= 1:
                 raise ValueError(
                     f"{name} must lie in [0, 1], got {getattr(self, name)}"
                 )
@@ -436,7 +462,12 @@ class RunConfig:
     def _validate_joint(self):
         """The fields of ``--model joint``: refused without it, checked with it."""
         if self.model != "joint":
-            for name in ("labels", "num_classes", "generative_weight"):
+            for name in (
+                "labels",
+                "num_classes",
+                "generative_weight",
+                "classifier_loss",
+            ):
                 if getattr(self, name) is not None:
                     flag = "--" + name.replace("_", "-")
                     raise ValueError(f"{flag} is an option of a joint model: add "
@@ -445,6 +476,14 @@ class RunConfig:
         if self.num_classes is not None and self.num_classes < 2:
             raise ValueError(
                 f"num_classes must be at least 2 (a classifier), got {self.num_classes}"
+            )
+        if (
+            self.classifier_loss is not None
+            and self.classifier_loss not in joint_lib.CLASSIFIER_LOSSES
+        ):
+            raise ValueError(
+                f"classifier_loss must be one of {joint_lib.CLASSIFIER_LOSSES}, "
+                f"got {self.classifier_loss!r}"
             )
         if self.generative_weight is not None and self.generative_weight < 0:
             raise ValueError(
@@ -501,9 +540,15 @@ class RunConfig:
                 "target_accept adapts training chains, and these data train with "
                 "proposal negatives: add --negatives chains"
             )
+        base_starts = self.base_starts
+        if base_starts is None:  # the model's rule: its class default, with a base
+            model_cls = joint_lib.JointEnergyModel if joint else EnergyModel
+            has_base = model_lib.default_base(shape, (-1.0, 1.0)) is not None
+            base_starts = model_cls.DEFAULT_BASE_STARTS if has_base else 0.0
         return dataclasses.replace(
             self,
             negatives=negatives,
+            base_starts=float(base_starts),
             net=net,
             generative_weight=(
                 (
@@ -511,6 +556,11 @@ class RunConfig:
                     if self.generative_weight is not None
                     else joint_lib.DEFAULT_GENERATIVE_WEIGHT
                 )
+                if joint
+                else None
+            ),
+            classifier_loss=(
+                (self.classifier_loss or joint_lib.DEFAULT_CLASSIFIER_LOSS)
                 if joint
                 else None
             ),
@@ -866,7 +916,10 @@ def build_model(
     model_cls = EnergyModel
     if config.model == "joint":
         model_cls = joint_lib.JointEnergyModel
-        joint = {"generative_weight": config.generative_weight}
+        joint = {
+            "generative_weight": config.generative_weight,
+            "classifier_loss": config.classifier_loss,
+        }
     with warnings.catch_warnings():
         if not config.lipschitz:
             warnings.simplefilter("ignore")  # the ablation is deliberate
@@ -893,6 +946,7 @@ def build_model(
             learn_k=config.learn_k,
             k_max=config.k_max,
             weight_average=config.ema_momentum,
+            base_starts=config.base_starts,
             **joint,
         )
     model.compile(optimizer=optimizer_fn(config))
@@ -945,6 +999,7 @@ def classification_metrics(model, x_test, y_test, radii=None) -> dict:
     return {
         "num_classes": model.num_classes,
         "generative_weight": model.generative_weight,
+        "classifier_loss": classifier_losses.name_of(model.classifier_loss),
         "test_accuracy": robust[0.0],
         "test_ece": metrics_lib.expected_calibration_error(probs, y_test),
         "ece_bins": metrics_lib.DEFAULT_ECE_BINS,

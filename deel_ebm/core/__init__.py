@@ -6,6 +6,7 @@ Nothing here imports a measurement, export, callback or application module.
 from deel_ebm.core import (
     buffers,
     checkpoints,
+    classifier_losses,
     inputs,
     joint,
     losses,
@@ -34,6 +35,7 @@ __all__ = [
     "restore_checkpoint",
     "buffers",
     "checkpoints",
+    "classifier_losses",
     "inputs",
     "joint",
     "losses",

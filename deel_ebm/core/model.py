@@ -179,7 +179,14 @@ class EnergyModel(keras.Model):
             model trained with chains in 9 to 64 dimensions; else ``None``), a
             :class:`~deel_ebm.core.proposals.MixtureProposal`, or ``None`` (the
             buffer's prior). An unfitted base is fitted by the first :meth:`fit`.
-            It does not change training.
+            It changes training only through ``base_starts``.
+        base_starts: share of the training chains that start from fresh draws
+            of the base instead of the replay buffer, in ``[0, 1]`` (1: short-run
+            chains from the fitted mixture at every step, the buffer is not
+            read). ``None``: the class's default, :attr:`DEFAULT_BASE_STARTS`
+            (0 for an EnergyModel, 1 for a
+            :class:`~deel_ebm.core.joint.JointEnergyModel`), or 0 when the
+            model has no base. Only chains use it (not a proposal or walkers).
         weight_average: momentum of a moving average of the weights
             (:class:`~deel_ebm.core.averaging.WeightAverage`, with a warm-up):
             ``fit`` swaps it into the weights when it ends, and the next ``fit``
@@ -210,6 +217,9 @@ class EnergyModel(keras.Model):
         (TensorShape([100, 2]), TensorShape([100]))
     """
 
+    #: share of training chains started from the base when ``base_starts`` is None
+    DEFAULT_BASE_STARTS = 0.0
+
     def __init__(
         self,
         network,
@@ -226,6 +236,7 @@ class EnergyModel(keras.Model):
         weight_average: float | None = DEFAULT_WEIGHT_AVERAGE,
         walkers: JarzynskiWalkers | None = None,
         base="auto",
+        base_starts: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -301,6 +312,7 @@ class EnergyModel(keras.Model):
         if walkers is not None:
             self._check_walker_sampler()
         self.base = self._resolve_base(base)
+        self.base_starts = self._resolve_base_starts(base_starts)
         if isinstance(num_negatives, bool) or not isinstance(
             num_negatives, numbers.Integral
         ):
@@ -385,6 +397,20 @@ class EnergyModel(keras.Model):
                     f"{proposal.sample_shape}, the network expects {self.sample_shape}"
                 )
         return proposal
+
+    def _resolve_base_starts(self, base_starts):
+        if base_starts is None:
+            return self.DEFAULT_BASE_STARTS if self.base is not None else 0.0
+        if isinstance(base_starts, bool) or not isinstance(base_starts, numbers.Real):
+            raise TypeError(f"base_starts must be a number, got {base_starts!r}")
+        if not 0.0 <= base_starts <= 1.0:
+            raise ValueError(f"base_starts must lie in [0, 1], got {base_starts}")
+        if base_starts > 0 and self.base is None:
+            raise ValueError(
+                "base_starts > 0 starts chains from the base, and the model has "
+                "none: pass base='auto' (9 to 64 dimensions) or a MixtureProposal"
+            )
+        return float(base_starts)
 
     def _resolve_base(self, base):
         if isinstance(base, str):
@@ -716,8 +742,31 @@ class EnergyModel(keras.Model):
             tf.random.experimental.stateless_split(seed, num=2)
         )
         x0, slots = self.buffer.draw(batch_size, buffer_seed, shard=shard)
+        if self.base_starts > 0:
+            x0 = self._base_starts(x0, buffer_seed)
         out = self._chain(self.sampler)(x0, chain_seed)
         return tf.stop_gradient(out.state.x), slots, out.results
+
+    def _base_starts(self, x0, seed):
+        """``x0`` with a share :attr:`base_starts` of its rows replaced by fresh
+        draws of the base (all of them at 1)."""
+        fitted = tf.debugging.assert_positive(
+            self.base.fitted,
+            message="the base is not fitted: fit the model on arrays or a "
+            "tf.data.Dataset, or call model.base.fit(x_train) first",
+        )
+        draw_seed, pick_seed = tf.unstack(
+            tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(seed, 1), num=2
+            )
+        )
+        n = tf.shape(x0)[0]
+        with tf.control_dependencies([fitted]):
+            fresh = tf.cast(self.base.sample(n, draw_seed), x0.dtype)
+        if self.base_starts >= 1.0:
+            return fresh
+        pick = tf.random.stateless_uniform([n], pick_seed) < self.base_starts
+        return tf.where(tf.reshape(pick, [-1] + [1] * (x0.shape.rank - 1)), fresh, x0)
 
     def _proposal_negatives(self, seed):
         """Importance-sampling negatives: proposal draws and their ``log q``."""
@@ -1046,6 +1095,7 @@ class EnergyModel(keras.Model):
             "num_negatives": self.num_negatives,
             "walkers": keras.utils.serialize_keras_object(self.walkers),
             "base": keras.utils.serialize_keras_object(self.base),
+            "base_starts": self.base_starts,
             "name": self.name,
         }
 
@@ -1057,6 +1107,7 @@ class EnergyModel(keras.Model):
         config.setdefault("weight_average", None)
         config.setdefault("walkers", None)
         config.setdefault("base", None)  # saved before sampling bases existed
+        config.setdefault("base_starts", 0.0)  # saved before: chains from the buffer
         for key in (
             "network",
             "sampler",

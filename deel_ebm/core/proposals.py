@@ -277,11 +277,20 @@ class MixtureProposal(keras.layers.Layer):
         if not self.built:
             raise ValueError("the proposal is not fitted: call fit(x_train) first")
 
-    def sample(self, m: int, seed) -> tf.Tensor:
-        """``m`` draws ``(m, *sample_shape)``; a pure function of ``seed``."""
+    def sample(self, m, seed) -> tf.Tensor:
+        """``m`` draws ``(m, *sample_shape)``; a pure function of ``seed``.
+
+        ``m`` is an int, or a scalar integer tensor (a batch size known only
+        when a traced step runs)."""
         self._check_built()
-        m = int(m)
-        m_uniform = int(round(self.uniform * m))
+        if isinstance(m, (tf.Tensor, tf.Variable)):
+            m = tf.cast(m, tf.int32)
+            m_uniform = tf.cast(
+                tf.round(self.uniform * tf.cast(m, tf.float64)), tf.int32
+            )
+        else:
+            m = int(m)
+            m_uniform = int(round(self.uniform * m))
         m_gauss = m - m_uniform
         s_comp, s_normal, s_uniform = tf.unstack(
             tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)

@@ -15,6 +15,7 @@ import pytest
 
 from deel_ebm import certificates
 from deel_ebm.app import cli, folders, runs
+from deel_ebm.core import classifier_losses
 from deel_ebm.core import joint as joint_lib
 
 #: a joint digits run in a few seconds: 2 optimizer steps, 2-step chains
@@ -102,7 +103,13 @@ def test_every_classification_key_is_documented(joint_run):
     assert keys <= documented, keys - documented
     for name in (p.name for p in joint_run.iterdir()):
         assert f"`{name}`" in page, name
-    for field in ("model", "labels", "num_classes", "generative_weight"):
+    for field in (
+        "model",
+        "labels",
+        "num_classes",
+        "generative_weight",
+        "classifier_loss",
+    ):
         assert f"`{field}`" in page, field
 
 
@@ -310,6 +317,7 @@ def test_bad_joint_inputs_give_one_line(extra, labels, needle, tmp_path, capsys)
         (["--labels", "y.npy"], "--labels is an option of a joint model"),
         (["--num-classes", "3"], "--num-classes is an option of a joint model"),
         (["--generative-weight", "0.1"], "--generative-weight is an option"),
+        (["--classifier-loss", "hkr"], "--classifier-loss is an option"),
     ],
 )
 def test_joint_options_need_the_joint_model(extra, needle, tmp_path, capsys):
@@ -338,14 +346,35 @@ def test_the_joint_recipe_reads_the_library_defaults():
     model = runs.build_model(config, (8, 8, 1), (-1.0, 1.0))
     assert isinstance(model, joint_lib.JointEnergyModel) and model.num_classes == 10
     assert model.generative_weight == joint_lib.DEFAULT_GENERATIVE_WEIGHT
+    default = joint_lib.DEFAULT_CLASSIFIER_LOSS
+    assert images.classifier_loss == default and energy.classifier_loss is None
+    assert type(model.classifier_loss) is type(classifier_losses.get(default))
+    hkr = dataclasses.replace(images, num_classes=10, classifier_loss="hkr")
+    model = runs.build_model(hkr, (8, 8, 1), (-1.0, 1.0))
+    assert isinstance(model.classifier_loss, classifier_losses.MulticlassHKRLoss)
     with pytest.raises(ValueError, match="needs num_classes"):
         runs.build_model(images, (8, 8, 1), (-1.0, 1.0))
     # a run folder written before the joint fields existed still loads
     old = {k: v for k, v in runs.RunConfig().to_json().items()}
-    for key in ("model", "labels", "num_classes", "generative_weight"):
+    for key in (
+        "model",
+        "labels",
+        "num_classes",
+        "generative_weight",
+        "classifier_loss",
+    ):
         old.pop(key)
     old["net"] = "dense"
     assert runs.RunConfig.from_json(old).model == "energy"
+
+
+def test_a_bad_classifier_loss_gets_one_line(capsys):
+    with pytest.raises(ValueError, match="classifier_loss must be one of"):
+        runs.RunConfig(model="joint", classifier_loss="xent").validate()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--model", "joint", "--classifier-loss", "xent"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "invalid choice: 'xent'" in err
 
 
 def test_help_shows_the_joint_options_and_the_library_default(capsys):

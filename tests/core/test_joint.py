@@ -177,14 +177,33 @@ def test_it_classifies_and_learns_where_the_data_are(trained):
     assert auroc >= 0.95
 
 
+@pytest.fixture(scope="module")
+def trained_ce():
+    x, y = three_blobs(1536)
+    model = joint_model(classifier_loss="ce")
+    model.fit(x, y, batch_size=256, epochs=60, verbose=0)
+    return model
+
+
 @pytest.mark.slow
-def test_class_conditional_samples_land_in_their_class(trained):
+@pytest.mark.parametrize("term, spread", [("ce", 0.6), ("hkr", 1.0)])
+def test_class_conditional_samples_land_in_their_class(
+    term, spread, trained, trained_ce
+):
+    """Chains on E(x, y) end in class y, near it: the cross-entropy's within
+    0.6 of the centre (the class has std 0.25); HKR's conditional energy keeps
+    rising away from the other classes (a margin, not a density), so its
+    samples spread wider (median 0.64 measured), still well inside the class
+    (the nearest other centre is 2.1 away)."""
+    model = trained_ce if term == "ce" else trained
+    assert deel_ebm.core.classifier_losses.name_of(model.classifier_loss) == term
     for c in range(3):
-        x = trained.sample(300, y=c, num_steps=300, init="prior", seed=c).numpy()
+        x = model.sample(300, y=c, num_steps=300, init="prior", seed=c).numpy()
         nearest = np.argmin(np.linalg.norm(x[:, None] - CENTRES, axis=2), axis=1)
         assert np.mean(nearest == c) >= 0.9, c
         # and near the class, not merely on its side
-        assert np.median(np.linalg.norm(x - CENTRES[c], axis=1)) < 0.6
+        assert np.median(np.linalg.norm(x - CENTRES[c], axis=1)) < spread
+    trained = model
     mixed = trained.sample(6, y=[0, 1, 2, 0, 1, 2], num_steps=300, seed=7).numpy()
     nearest = np.argmin(np.linalg.norm(mixed[:, None] - CENTRES, axis=2), axis=1)
     assert np.mean(nearest == [0, 1, 2, 0, 1, 2]) >= 5 / 6
@@ -370,3 +389,50 @@ def test_certified_accuracy_callback_logs_each_radius(trained):
     assert expected[0.1] >= expected[0.5] and expected[0.5] > 0
     with pytest.raises(ValueError, match="same positive number of samples"):
         deel_ebm.callbacks.CertifiedAccuracy(x, y[:3])
+
+
+# ------------------------------------------------- the classification term
+def test_the_default_term_and_its_choice_on_the_model():
+    model = joint_model(steps=2)
+    expected = type(
+        deel_ebm.core.classifier_losses.get(deel_ebm.core.joint.DEFAULT_CLASSIFIER_LOSS)
+    )
+    assert isinstance(model.classifier_loss, expected)
+    hkr = joint_model(steps=2, classifier_loss="hkr")
+    assert isinstance(
+        hkr.classifier_loss, deel_ebm.core.classifier_losses.MulticlassHKRLoss
+    )
+
+
+def test_hkr_joint_model_trains_stays_certified_and_reloads(tmp_path):
+    x, y = three_blobs(768)
+    loss = deel_ebm.core.classifier_losses.MulticlassHKRLoss(alpha=20.0, min_margin=0.4)
+    model = joint_model(steps=5, classifier_loss=loss)
+    history = model.fit(x, y, batch_size=256, epochs=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert {"ce", "accuracy"} <= set(history.history)
+    x_test, y_test = three_blobs(300, seed=3)
+    assert np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test) >= 0.9
+    bound = deel_ebm.certificates.lipschitz_upper_bound(model.network)
+    assert bound <= 1 + 1e-3
+    path = tmp_path / "hkr.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)  # no custom objects
+    assert isinstance(
+        loaded.classifier_loss, deel_ebm.core.classifier_losses.MulticlassHKRLoss
+    )
+    assert float(loaded.classifier_loss.alpha.numpy()) == 20.0
+    np.testing.assert_allclose(float(loaded.classifier_loss.min_margin.numpy()), 0.4)
+    np.testing.assert_array_equal(
+        loaded.predict(x_test, verbose=0), model.predict(x_test, verbose=0)
+    )
+
+
+def test_a_config_saved_before_the_choice_loads_with_cross_entropy():
+    model = joint_model(steps=2, classifier_loss="hkr")
+    config = model.get_config()
+    config.pop("classifier_loss")
+    rebuilt = deel_ebm.JointEnergyModel.from_config(config)
+    assert isinstance(
+        rebuilt.classifier_loss, deel_ebm.core.classifier_losses.CrossEntropyLoss
+    )
