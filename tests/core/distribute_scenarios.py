@@ -480,6 +480,23 @@ def joint(out_dir):
     model.save(path)
     loaded = tf.keras.models.load_model(path)
     probe = _probe()
+    # in 9 dimensions: a fitted base, and chains started from it (base_starts=1)
+    y9 = rng.integers(0, 2, 512)
+    x9 = 1.5 * (2.0 * y9[:, None] - 1.0) + 0.3 * rng.standard_normal((512, 9))
+    x9 = np.clip(x9, -2.9, 2.9).astype(np.float32)
+    with strategy.scope():
+        net9 = deel_ebm.nets.lipschitz_classifier((9,), 2, units=(16, 16))
+        model9 = deel_ebm.JointEnergyModel(
+            net9,
+            k_coef_lip=5.0,
+            weight_average=None,
+            sampler=deel_ebm.LangevinSampler(
+                num_steps=5, step_size=0.02, jit_compile=False
+            ),
+            buffer=deel_ebm.ReplayBuffer(capacity=CAPACITY, domain=(-3.0, 3.0)),
+        )
+        model9.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    hist9 = model9.fit(x9, y9, batch_size=BATCH, epochs=3, verbose=0)
     return {
         "history": hist.history,
         "accuracy": float(np.mean(model.predict(x, verbose=0).argmax(1) == y)),
@@ -487,6 +504,10 @@ def joint(out_dir):
         "load_error": float(
             np.max(np.abs(loaded.predict_proba(probe) - model.predict_proba(probe)))
         ),
+        "base_starts": model9.base_starts,
+        "base_fitted": bool(model9.base.is_fitted),
+        "history_base": hist9.history,
+        "accuracy_base": float(np.mean(model9.predict(x9, verbose=0).argmax(1) == y9)),
     }
 
 

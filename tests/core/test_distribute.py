@@ -288,3 +288,7 @@ def test_a_joint_model_trains_under_a_strategy(tmp_path):
     assert result["history"]["ce"][-1] < result["history"]["ce"][0]
     assert result["accuracy"] >= 0.9
     assert result["load_error"] < 1e-5
+    # chains started from the fitted base run under the strategy too
+    assert result["base_starts"] == 1.0 and result["base_fitted"]
+    assert np.all(np.isfinite(result["history_base"]["loss"]))
+    assert result["accuracy_base"] >= 0.9
