@@ -543,7 +543,7 @@ class RunConfig:
         base_starts = self.base_starts
         if base_starts is None:  # the model's rule: its class default, with a base
             model_cls = joint_lib.JointEnergyModel if joint else EnergyModel
-            has_base = model_lib.default_base(shape, (-1.0, 1.0)) is not None
+            has_base = model_lib.has_default_base(shape)
             base_starts = model_cls.DEFAULT_BASE_STARTS if has_base else 0.0
         return dataclasses.replace(
             self,

@@ -35,6 +35,7 @@ __all__ = [
     "MulticlassHKRLoss",
     "DEFAULT_HKR_ALPHA",
     "DEFAULT_HKR_MARGIN",
+    "NAMES",
     "get",
     "name_of",
 ]
@@ -137,6 +138,8 @@ class MulticlassHKRLoss(_ClassifierLoss):
 
 
 _ALIASES = {"ce": CrossEntropyLoss, "hkr": MulticlassHKRLoss}
+#: the names :func:`get` knows
+NAMES = tuple(_ALIASES)
 
 
 def get(identifier):

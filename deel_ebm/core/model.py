@@ -52,6 +52,7 @@ __all__ = [
     "default_learn_k",
     "default_sampler",
     "default_base",
+    "has_default_base",
     "MAX_BASE_DIM",
     "DEFAULT_BATCH_SIZE_CHAINS",
     "DEFAULT_BATCH_SIZE_PROPOSAL",
@@ -119,10 +120,16 @@ def default_base(sample_shape, domain, seed: int = 0) -> MixtureProposal | None:
     digits (0.93; the sklearn GaussianMixture chosen by BIC: 1.36, train vs test
     images: 0.48; ``benchmarks/bench_digits_samples.py``).
     """
-    d = int(np.prod(tuple(sample_shape)))
-    if nets.is_low_dimensional(sample_shape) or d > MAX_BASE_DIM:
+    if not has_default_base(sample_shape):
         return None
     return MixtureProposal(inflate=1.0, uniform=0.0, domain=domain, seed=seed)
+
+
+def has_default_base(sample_shape) -> bool:
+    """Whether :func:`default_base` fits a base for samples of this shape (9 to
+    :data:`MAX_BASE_DIM` dimensions)."""
+    d = int(np.prod(tuple(sample_shape)))
+    return not nets.is_low_dimensional(sample_shape) and d <= MAX_BASE_DIM
 
 
 @keras.utils.register_keras_serializable(package="deel_ebm")

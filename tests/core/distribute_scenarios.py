@@ -452,29 +452,36 @@ def load_worker_save(out_dir):
 
 
 # --------------------------------------------------------------------- joint
-def joint(out_dir):
-    """A JointEnergyModel fitted under a MirroredStrategy, saved and reloaded."""
+def _small_joint_model(strategy, dim, **kwargs):
+    """A compiled 2-class JointEnergyModel on ``dim``-dimensional points, built
+    under ``strategy``."""
     import deel_ebm
 
+    with strategy.scope():
+        net = deel_ebm.nets.lipschitz_classifier((dim,), 2, units=(16, 16))
+        model = deel_ebm.JointEnergyModel(
+            net,
+            k_coef_lip=5.0,
+            weight_average=None,
+            sampler=deel_ebm.LangevinSampler(
+                num_steps=5, step_size=0.02, jit_compile=False
+            ),
+            buffer=deel_ebm.ReplayBuffer(capacity=CAPACITY, domain=(-3.0, 3.0)),
+            **kwargs,
+        )
+        model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    return model
+
+
+def joint(out_dir):
+    """A JointEnergyModel fitted under a MirroredStrategy, saved and reloaded."""
     strategy = tf.distribute.MirroredStrategy(_two_logical_cpus())
     rng = np.random.default_rng(0)
     centres = np.array([[-1.5, 0.0], [1.5, 0.0]], np.float32)
     y = rng.integers(0, 2, 512)
     x = (centres[y] + 0.3 * rng.standard_normal((512, 2))).astype(np.float32)
     tf.keras.utils.set_random_seed(0)
-    with strategy.scope():
-        net = deel_ebm.nets.lipschitz_classifier((2,), 2, units=(16, 16))
-        model = deel_ebm.JointEnergyModel(
-            net,
-            k_coef_lip=5.0,
-            proposal=None,
-            weight_average=None,
-            sampler=deel_ebm.LangevinSampler(
-                num_steps=5, step_size=0.02, jit_compile=False
-            ),
-            buffer=deel_ebm.ReplayBuffer(capacity=CAPACITY, domain=(-3.0, 3.0)),
-        )
-        model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    model = _small_joint_model(strategy, 2, proposal=None)
     hist = model.fit(x, y, batch_size=BATCH, epochs=3, verbose=0)
     path = os.path.join(out_dir, "joint.keras")
     model.save(path)
@@ -484,18 +491,7 @@ def joint(out_dir):
     y9 = rng.integers(0, 2, 512)
     x9 = 1.5 * (2.0 * y9[:, None] - 1.0) + 0.3 * rng.standard_normal((512, 9))
     x9 = np.clip(x9, -2.9, 2.9).astype(np.float32)
-    with strategy.scope():
-        net9 = deel_ebm.nets.lipschitz_classifier((9,), 2, units=(16, 16))
-        model9 = deel_ebm.JointEnergyModel(
-            net9,
-            k_coef_lip=5.0,
-            weight_average=None,
-            sampler=deel_ebm.LangevinSampler(
-                num_steps=5, step_size=0.02, jit_compile=False
-            ),
-            buffer=deel_ebm.ReplayBuffer(capacity=CAPACITY, domain=(-3.0, 3.0)),
-        )
-        model9.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    model9 = _small_joint_model(strategy, 9)
     hist9 = model9.fit(x9, y9, batch_size=BATCH, epochs=3, verbose=0)
     return {
         "history": hist.history,
