@@ -14,8 +14,8 @@ Schemes (see ``docs/guide.md``):
 
 - ``default``: ``EnergyModel(net)``, ``Adam(1e-3)``, ``fit(x)`` with
   ``net = lipschitz_mlp(input_shape=(2,))``: what a user writes by hand (in 2D:
-  a 3 × 64 FullSort net, importance-sampled maximum likelihood, k learned from
-  20 within 80, batch 1024, the weight average 0.995);
+  64 FullSort units then 2 × 128 GroupSort8, importance-sampled maximum
+  likelihood, k learned from 20 within 80, batch 1024, the weight average 0.995);
 - ``default-no-average``: the same with ``weight_average=None``;
 - ``learn-k``: k learned from 20 within 80, explicitly;
 - ``pcd``: the earlier default: chains (60 ULA steps of 5e-3, replay buffer)
@@ -26,7 +26,8 @@ Schemes (see ``docs/guide.md``):
   steps of 5e-3 each step, resampled when the ESS falls below half), maximum
   likelihood, k = 40.
 
-``--units``, ``--activation`` (the net of every scheme), ``--lr`` and
+``--units``, ``--activation`` (the net of every scheme: a name, or one per
+layer separated by commas, e.g. ``fullsort,fullsort,fullsort``), ``--lr`` and
 ``--model-kw`` (EnergyModel arguments, JSON; ``default`` scheme) make sweeps;
 ``--label`` names the rows. ``{"k_coef_lip": 40.0}`` gives a fixed k.
 """

@@ -37,7 +37,7 @@ def build_net(kind, args):
             return nets.lipschitz_convnet((8, 8, 1))
         return nets.unconstrained_convnet((8, 8, 1), activation=kind)
     if kind == "lipschitz":
-        # GroupSort2, as the twins: in 2D the library's default is FullSort
+        # GroupSort2, as the twins: in 2D the library's default sorts FullSort then by 8
         return nets.lipschitz_mlp(
             (args.dim,),
             units=args.units,

@@ -40,9 +40,12 @@ __all__ = [
     "LOW_DIM_UNITS",
     "LOW_DIM_ACTIVATION",
     "default_mlp_shape",
+    "default_activation",
     "is_low_dimensional",
     "LOW_DIM",
     "LIPSCHITZ_ACTIVATIONS",
+    "layer_activations",
+    "group_size",
     "DEFAULT_FILTERS",
     "lipschitz_classifier",
     "unconstrained_classifier",
@@ -53,13 +56,15 @@ __all__ = [
 DEFAULT_UNITS = (256, 256, 256)
 DEFAULT_ACTIVATION = "groupsort2"
 #: "low dimension": up to this many input dimensions (flattened) the defaults
-#: are lipschitz_mlp's small FullSort net below (on 2D densities it fits thin
-#: structures many times faster than the wide GroupSort2 net) and the
-#: EnergyModel's proposal negatives (their importance weights degenerate above:
-#: docs/guide.md)
+#: are lipschitz_mlp's small hybrid net below and the EnergyModel's proposal
+#: negatives (their importance weights degenerate above: docs/guide.md). The net
+#: sorts its first layer whole (FullSort: the largest of 64 projections is a
+#: polygonal norm, which fits rings) and its next two in groups of 8 (many
+#: independent folds, which fit checkerboards and spirals); measured against
+#: FullSort 3 x 64, GroupSort8 3 x 128 and GroupSort2 3 x 256 in docs/guide.md
 LOW_DIM = 8
-LOW_DIM_UNITS = (64, 64, 64)
-LOW_DIM_ACTIVATION = "fullsort"
+LOW_DIM_UNITS = (64, 128, 128)
+LOW_DIM_ACTIVATION = ("fullsort", "groupsort8", "groupsort8")
 DEFAULT_FILTERS = (32, 64)
 _ACTIVATIONS = ("groupsort2", "relu", "swish", "elu", "tanh")
 
@@ -157,17 +162,50 @@ def _activation(name):
 
 #: the sorting activations of :func:`lipschitz_mlp` (1-Lipschitz and
 #: gradient-norm preserving: GroupSort of pairs, of fours, or of the whole layer)
-LIPSCHITZ_ACTIVATIONS = ("groupsort2", "groupsort4", "fullsort")
+#: The sorting activations by name; any ``"groupsort<n>"`` (n ≥ 2, sorting
+#: groups of n units) is accepted too.
+LIPSCHITZ_ACTIVATIONS = ("groupsort2", "groupsort4", "groupsort8", "fullsort")
+
+
+def group_size(name) -> int | None:
+    """Units per sorted group of activation ``name`` (None: FullSort, the whole
+    layer); a one-line ValueError for an unknown name."""
+    if name == "fullsort":
+        return None
+    if isinstance(name, str) and name.startswith("groupsort"):
+        digits = name[len("groupsort") :]
+        if digits.isdigit() and int(digits) >= 2:
+            return int(digits)
+    raise ValueError(
+        f"activation must be one of {list(LIPSCHITZ_ACTIVATIONS)} (or groupsort<n>, "
+        f"n >= 2), got {name!r}"
+    )
 
 
 def _sorting_activation(name):
-    if name == "groupsort2":
-        return GroupSort2()
-    if name == "groupsort4":
-        return GroupSort(n=4)
-    if name == "fullsort":
+    n = group_size(name)
+    if n is None:
         return FullSort()
-    raise ValueError(f"activation must be one of {LIPSCHITZ_ACTIVATIONS}, got {name!r}")
+    return GroupSort2() if n == 2 else GroupSort(n=n)
+
+
+def layer_activations(activation, num_layers) -> tuple:
+    """One activation name per hidden layer: ``activation`` is a name of
+    :data:`LIPSCHITZ_ACTIVATIONS` or ``"groupsort<n>"`` (every layer), a
+    comma-separated string of names or a sequence of names (one per layer)."""
+    if isinstance(activation, str):
+        activation = activation.split(",") if "," in activation else [activation]
+        if len(activation) == 1:
+            activation = activation * num_layers
+    names = tuple(str(a).strip() for a in activation)
+    if len(names) != num_layers:
+        raise ValueError(
+            f"activation names one activation per hidden layer: got {len(names)} "
+            f"for {num_layers} layers ({','.join(names)})"
+        )
+    for name in names:
+        group_size(name)  # checks the name
+    return names
 
 
 def is_low_dimensional(sample_shape) -> bool:
@@ -176,11 +214,21 @@ def is_low_dimensional(sample_shape) -> bool:
 
 
 def default_mlp_shape(input_shape):
-    """``(units, activation)`` of :func:`lipschitz_mlp` by default: 3 × 64 FullSort
-    up to :data:`LOW_DIM` input dimensions, else 3 × 256 GroupSort2."""
+    """``(units, activation)`` of :func:`lipschitz_mlp` by default: up to
+    :data:`LOW_DIM` input dimensions 64 FullSort units then 2 × 128 GroupSort8
+    (:data:`LOW_DIM_UNITS`, :data:`LOW_DIM_ACTIVATION`), else 3 × 256 GroupSort2."""
     if is_low_dimensional(input_shape):
         return LOW_DIM_UNITS, LOW_DIM_ACTIVATION
     return DEFAULT_UNITS, DEFAULT_ACTIVATION
+
+
+def default_activation(input_shape, num_layers) -> tuple:
+    """The default activation of each of ``num_layers`` hidden layers: up to
+    :data:`LOW_DIM` input dimensions FullSort then GroupSort8 (the rule of
+    :data:`LOW_DIM_ACTIVATION` at any depth), else GroupSort2."""
+    if is_low_dimensional(input_shape):
+        return ("fullsort",) + ("groupsort8",) * (num_layers - 1)
+    return (DEFAULT_ACTIVATION,) * num_layers
 
 
 def lipschitz_mlp(input_shape=(2,), units=None, seed=0, name=None, activation=None):
@@ -188,30 +236,38 @@ def lipschitz_mlp(input_shape=(2,), units=None, seed=0, name=None, activation=No
 
     Args:
         input_shape: shape of one sample, e.g. ``(2,)``; other ranks are flattened.
-        units: hidden widths (even numbers; multiples of 4 for ``groupsort4``);
-            default: :func:`default_mlp_shape`.
-        seed: seed of the orthogonal initialisation.
-        activation: one of :data:`LIPSCHITZ_ACTIVATIONS`; default:
+        units: hidden widths (even numbers; multiples of the group size of a
+            ``groupsort4`` or ``groupsort8`` layer); default:
             :func:`default_mlp_shape`.
+        seed: seed of the orthogonal initialisation.
+        activation: one of :data:`LIPSCHITZ_ACTIVATIONS` for every layer, or one
+            per hidden layer (a sequence, or a comma-separated string such as
+            ``"fullsort,groupsort8,groupsort8"``); default:
+            :func:`default_activation`.
 
     Example:
         >>> net = lipschitz_mlp(input_shape=(2,), units=(64, 64))
         >>> net(tf.zeros([5, 2]), training=False).shape
         TensorShape([5, 1])
     """
-    auto_units, auto_activation = default_mlp_shape(input_shape)
+    auto_units, _ = default_mlp_shape(input_shape)
     units = _check_sizes("units", auto_units if units is None else units)
-    activation = auto_activation if activation is None else activation
-    _sorting_activation(activation)  # checks the name
-    if activation == "groupsort4" and any(u % 4 for u in units):
-        raise ValueError(f"groupsort4 needs units that are multiples of 4, got {units}")
+    if activation is None:
+        activation = default_activation(input_shape, len(units))
+    activations = layer_activations(activation, len(units))
+    for width, name in zip(units, activations):
+        group = group_size(name) or 1
+        if width % group:
+            raise ValueError(
+                f"{name} needs units that are multiples of {group}, got {units}"
+            )
     layers = [keras.layers.Input(tuple(input_shape))]
     if len(input_shape) > 1:
         layers.append(keras.layers.Flatten())
-    for i, width in enumerate(units):
+    for i, (width, name) in enumerate(zip(units, activations)):
         layers += [
             SpectralDense(width, kernel_initializer=_spectral_init(seed + i)),
-            _sorting_activation(activation),
+            _sorting_activation(name),
         ]
     layers.append(FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)))
     return keras.Sequential(layers, name=name or "lipschitz_mlp")

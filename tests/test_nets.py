@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from deel.lip.layers import LipschitzLayer
+from deel.lip.layers import GroupSort, LipschitzLayer
 
 from deel_ebm import nets
 from deel_ebm._backend import tf
@@ -70,3 +70,43 @@ def test_bad_activation():
         nets.lipschitz_mlp((2,), activation="relu")
     with pytest.raises(ValueError, match="multiples of 4"):
         nets.lipschitz_mlp((2,), units=(6,), activation="groupsort4")
+    with pytest.raises(ValueError, match="groupsort8 needs units that are multiples"):
+        nets.lipschitz_mlp((2,), units=(64, 12))  # the default's second layer
+    with pytest.raises(ValueError, match="one activation per hidden layer: got 2"):
+        nets.lipschitz_mlp((2,), units=(8, 8, 8), activation=("fullsort", "groupsort2"))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        nets.lipschitz_mlp((2,), units=(8, 8), activation="fullsort,groupsortx")
+
+
+def _sort_sizes(net):
+    return [
+        (layer.n, layer.input_shape[-1])
+        for layer in net.layers
+        if isinstance(layer, GroupSort)
+    ]
+
+
+def test_default_low_dimensional_net_is_fullsort_then_groupsort8():
+    net = nets.lipschitz_mlp((2,))
+    assert nets.LOW_DIM_UNITS == (64, 128, 128)
+    # FullSort sorts its 64 units whole, then groups of 8 of 128
+    assert _sort_sizes(net) == [(64, 64), (8, 128), (8, 128)]
+    # the rule at any depth; GroupSort2 above LOW_DIM dimensions
+    assert nets.default_activation((3,), 4) == ("fullsort",) + ("groupsort8",) * 3
+    assert _sort_sizes(nets.lipschitz_mlp((2,), units=(16, 16))) == [(16, 16), (8, 16)]
+    assert nets.default_activation((9,), 2) == ("groupsort2", "groupsort2")
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [("groupsort2", "fullsort"), "groupsort2,fullsort", ["groupsort2", "fullsort"]],
+)
+def test_one_activation_per_layer(activation):
+    net = nets.lipschitz_mlp((2,), units=(16, 8), activation=activation)
+    assert _sort_sizes(net) == [(2, 16), (8, 8)]
+    assert nets.layer_activations("groupsort4", 3) == ("groupsort4",) * 3
+    net16 = nets.lipschitz_mlp((2,), units=(32,), activation="groupsort16")
+    assert _sort_sizes(net16) == [(16, 32)]
+    for bad in ("groupsort1", "groupsort", "sort8", 8):
+        with pytest.raises(ValueError, match="activation must be one of"):
+            nets.group_size(bad)

@@ -207,14 +207,14 @@ class RunConfig:
         "hidden widths of the dense net (even)",
         nargs="+",
         type=int,
-        auto="64 64 64 up to 8 dimensions, else 256 256 256",
+        auto="64 128 128 up to 8 dimensions, else 256 256 256",
     )
     activation: str | None = _opt(
         None,
-        "sorting activation of the dense Lipschitz energy net (a joint model's "
-        "classifier uses groupsort2)",
-        choices=nets.LIPSCHITZ_ACTIVATIONS,
-        auto="fullsort up to 8 dimensions, else groupsort2",
+        "sorting activation of the dense Lipschitz energy net: one of "
+        f"{', '.join(nets.LIPSCHITZ_ACTIVATIONS)} for every layer, or one per layer "
+        "separated by commas (a joint model's classifier uses groupsort2)",
+        auto="fullsort,groupsort8,groupsort8 up to 8 dimensions, else groupsort2",
     )
     negatives: str = _opt(
         "auto",
@@ -427,13 +427,18 @@ class RunConfig:
                 raise ValueError(
                     f"{name} must be one of {list(choices)}, got {value!r}"
                 )
-        if self.activation is not None and (
-            self.activation not in nets.LIPSCHITZ_ACTIVATIONS
-        ):
-            raise ValueError(
-                f"activation must be one of {list(nets.LIPSCHITZ_ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
+        if self.activation is not None:
+            if not isinstance(self.activation, str):
+                raise TypeError(f"activation must be a string, got {self.activation!r}")
+            for name in self.activation.split(","):
+                try:
+                    nets.group_size(name.strip())
+                except ValueError:
+                    raise ValueError(
+                        "activation must be one of "
+                        f"{list(nets.LIPSCHITZ_ACTIVATIONS)} (or groupsort<n>), or "
+                        f"one per layer separated by commas, got {self.activation!r}"
+                    ) from None
         if self.beta_1 is not None and not (
             isinstance(self.beta_1, (int, float)) and 0 <= self.beta_1 < 1
         ):
@@ -523,7 +528,12 @@ class RunConfig:
             if learn_k and self.learn_k is None
             else model_lib.default_k_coef_lip(shape)
         )
-        units, activation = nets.default_mlp_shape(shape)
+        units, _ = nets.default_mlp_shape(shape)
+        if self.units:
+            units = tuple(self.units)
+        activation = ",".join(nets.default_activation(shape, len(units)))
+        if len(set(activation.split(","))) == 1:
+            activation = activation.split(",")[0]
         joint = self.model == "joint"
         if joint:  # nets.lipschitz_classifier's: GroupSort2, conv on images
             activation = "groupsort2"
@@ -564,7 +574,7 @@ class RunConfig:
                 if joint
                 else None
             ),
-            units=tuple(self.units) if self.units else units,
+            units=units,
             activation=self.activation or activation,
             k_coef_lip=float(k),
             learn_k=learn_k,

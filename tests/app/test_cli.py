@@ -51,7 +51,8 @@ def test_train_writes_a_complete_run_folder(run_dir):
     assert config["k_coef_lip"] is None and config["units"] == [16, 16]  # as asked
     resolved = metrics["resolved_config"]  # and as trained: a learned k in 2D
     assert resolved["learn_k"] and resolved["k_coef_lip"] == 20.0
-    assert resolved["negatives"] == "proposal" and resolved["activation"] == "fullsort"
+    assert resolved["negatives"] == "proposal"
+    assert resolved["activation"] == "fullsort,groupsort8"
     assert 0 < metrics["k_coef_lip"] <= resolved["k_max"] == 80.0
 
 

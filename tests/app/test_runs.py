@@ -94,6 +94,24 @@ def test_recipe_defaults_are_the_constructors_defaults():
     assert runs.RunConfig().resolved((2,)).units == deel_ebm.nets.LOW_DIM_UNITS
     assert runs.RunConfig().resolved((8, 8, 1)).units == deel_ebm.nets.DEFAULT_UNITS
     assert runs.RunConfig().resolved((8, 8, 1)).activation == "groupsort2"
+    low = runs.RunConfig().resolved((2,))
+    assert low.activation == "fullsort,groupsort8,groupsort8"
+
+
+def test_activation_per_layer():
+    config = runs.RunConfig(units=(16, 8), activation="groupsort2,fullsort")
+    net = runs.default_network(config.resolved((2,)), (2,))
+    sorts = [layer for layer in net.layers if "sort" in type(layer).__name__.lower()]
+    assert [(type(layer).__name__, layer.n) for layer in sorts] == [
+        ("GroupSort2", 2),
+        ("FullSort", 8),
+    ]
+    with pytest.raises(ValueError, match="one per layer separated by commas"):
+        runs.RunConfig(activation="fullsort,relu").validate()
+    with pytest.raises(ValueError, match="one activation per hidden layer: got 2"):
+        runs.default_network(
+            runs.RunConfig(units=(8, 8, 8), activation="fullsort,groupsort2"), (2,)
+        )
 
 
 def test_build_model_takes_factories():
