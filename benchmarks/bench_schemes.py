@@ -47,7 +47,7 @@ from deel_ebm.app import runs
 # isort: split
 import tensorflow as tf
 
-DENSITIES = ("8gaussians", "rings", "checkerboard", "2spirals")
+DENSITIES = datasets.DENSITIES  # the six built-in densities
 
 
 def _adam(lr=1e-3, beta_1=0.9, ema=None):

@@ -37,6 +37,7 @@ import numpy as np
 from deel_ebm import nets
 from deel_ebm._backend import keras, tf
 from deel_ebm.core import classifier_losses
+from deel_ebm.core._random import categorical
 from deel_ebm.core.model import EnergyModel
 
 __all__ = [
@@ -354,8 +355,7 @@ class JointEnergyModel(EnergyModel):
         for c in np.unique(labels):
             rows = np.flatnonzero(labels == c)
             c_seed = tf.random.experimental.stateless_fold_in(pick_seed, int(c))
-            drawn = tf.random.stateless_categorical(log_w[c][None], len(rows), c_seed)
-            picks[rows] = drawn[0].numpy()
+            picks[rows] = categorical(log_w[c], len(rows), c_seed).numpy()
         return tf.gather(x, picks)
 
     # --------------------------------------------------------- serialisation

@@ -36,6 +36,7 @@ from deel_ebm._backend import keras, tf
 from deel_ebm._checks import check_samples
 from deel_ebm.core import _distribute, checkpoints, gemm_forward, inputs
 from deel_ebm.core import losses as losses_lib
+from deel_ebm.core._random import categorical
 from deel_ebm.core.averaging import WeightAverage
 from deel_ebm.core.buffers import ReplayBuffer
 from deel_ebm.core.proposals import (
@@ -668,9 +669,7 @@ class EnergyModel(keras.Model):
         if init is None and self._proposal_ready():
             x0 = self._resampled_proposal(int(n), seed)
         elif init is None and self._walkers_ready():
-            picks = tf.random.stateless_categorical(
-                self.walkers.log_weights[None], int(n), seed
-            )[0]
+            picks = categorical(self.walkers.log_weights, int(n), seed)
             x0 = tf.gather(self.walkers.x, picks)
         elif init is None and self.base is not None and self.base.is_fitted:
             x0 = self.base.sample(int(n), seed)
@@ -698,7 +697,7 @@ class EnergyModel(keras.Model):
         )
         x, log_q = self._draws_of(self.proposal, _RESAMPLE_FACTOR * n, draw_seed)
         log_w = -self.energy(x, batch_size=_LOG_Q_CHUNK) - log_q
-        picks = tf.random.stateless_categorical(log_w[None], n, pick_seed)[0]
+        picks = categorical(log_w, n, pick_seed)
         return tf.gather(x, picks)
 
     @staticmethod

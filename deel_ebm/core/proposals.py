@@ -35,6 +35,7 @@ from deel_ebm._checks import (
     check_positive,
     check_probability,
 )
+from deel_ebm.core._random import categorical
 
 __all__ = [
     "MixtureProposal",
@@ -295,9 +296,7 @@ class MixtureProposal(keras.layers.Layer):
         s_comp, s_normal, s_uniform = tf.unstack(
             tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
         )
-        comp = tf.random.stateless_categorical(self.log_weights[None], m_gauss, s_comp)[
-            0
-        ]
+        comp = categorical(self.log_weights, m_gauss, s_comp)
         z = tf.random.stateless_normal([m_gauss, self.dim], s_normal)
         x_gauss = tf.gather(self.means, comp) + tf.einsum(
             "nij,nj->ni", tf.gather(self.scale_tril, comp), z

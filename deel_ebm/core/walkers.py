@@ -26,6 +26,7 @@ from __future__ import annotations
 import numbers
 
 from deel_ebm._backend import keras, tf
+from deel_ebm.core._random import categorical
 from deel_ebm.core.samplers.kernel import Kernel
 
 __all__ = ["JarzynskiWalkers", "DEFAULT_NUM_WALKERS", "DEFAULT_RESAMPLE_ESS"]
@@ -121,9 +122,7 @@ class JarzynskiWalkers(keras.layers.Layer):
         log_w = tf.where(started, log_w - (state.energy - self.energies), -state.energy)
         ess = _ess_share(log_w)
         resample = ess < self.resample_ess
-        picks = tf.random.stateless_categorical(
-            log_w[None], self.num_walkers, resample_seed
-        )[0]
+        picks = categorical(log_w, self.num_walkers, resample_seed)
         state = tf.nest.map_structure(
             lambda t: (
                 tf.where(_expand(resample, t), tf.gather(t, picks), t)

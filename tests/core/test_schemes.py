@@ -209,3 +209,21 @@ def test_weight_average_is_used_after_fit_and_trained_past():
     first.fit(x[:1024], epochs=1, verbose=0)
     for a, it in zip(first.averaging.averages, first.averaging.iterates):
         np.testing.assert_array_equal(a.numpy(), it.numpy())
+
+
+@pytest.mark.parametrize("walkers", [False, True])
+def test_train_step_compiles_with_xla(walkers):
+    """compile(jit_compile=True) with the default proposal negatives (their
+    mixture components are drawn in the step) and with resampled walkers."""
+    x, _ = mixture_2d(1024, seed=0)
+    kw = {"weight_average": None}
+    if walkers:
+        kw.update(walkers=deel_ebm.core.JarzynskiWalkers(128, resample_ess=1.0))
+    net = deel_ebm.nets.lipschitz_mlp((2,), units=(32, 32))
+    model = deel_ebm.EnergyModel(net, **kw)
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), jit_compile=True)
+    history = model.fit(x, batch_size=256, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert 0.0 < history.history["ess"][-1] <= 1.0
+    k = float(model.k_coef_lip)
+    assert max_grad_norm(model, x[:256]) <= k * (1 + 1e-3)
