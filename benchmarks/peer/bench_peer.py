@@ -7,10 +7,12 @@ The peer is built from the two libraries' public APIs, nothing re-implemented:
 
 - energy: ``E = k f`` (``torchebm.core.BaseModel``) with ``f`` a deel-torchlip twin of
   :mod:`deel_ebm.nets`: ``lipschitz_mlp`` = (``SpectralLinear`` -> ``GroupSort2``) x L
-  -> ``FrobeniusLinear(1)``; ``lipschitz_convnet`` = (``SpectralConv2d`` 3x3 same ->
-  ``GroupSort2`` -> ``ScaledL2NormPool2d(2)``) x 2 -> Flatten -> ``SpectralLinear`` ->
-  ``GroupSort2`` -> ``FrobeniusLinear(1)``; the convolutions' Lipschitz coefficient
-  is set from the input size as deel-lip does (deel-torchlip's default ignores it).
+  -> ``FrobeniusLinear(1)`` (``--time-to-kl``: the recipe's activations per layer,
+  ``FullSort`` / ``GroupSort(n)``); ``lipschitz_convnet`` = (``SpectralConv2d`` 3x3
+  same -> ``GroupSort2`` -> ``ScaledL2NormPool2d(2)``) x 2 -> Flatten ->
+  ``SpectralLinear`` -> ``GroupSort2`` -> ``FrobeniusLinear(1)``; the convolutions'
+  Lipschitz coefficient is set from the input size as deel-lip does
+  (deel-torchlip's default ignores it).
   ``--kinds unconstrained`` times the plain-torch twin (``Linear``/``Conv2d``,
   ``AvgPool2d``, the same GroupSort2).
 - chains: ``torchebm.samplers.LangevinDynamics`` (Euler-Maruyama,
@@ -85,11 +87,26 @@ MODES = ("cached", "shared", "naive")
 
 
 # ---------------------------------------------------------------- networks
-def lipschitz_mlp(dim, units=(256, 256, 256)):
-    """deel_ebm.nets.lipschitz_mlp in deel-torchlip."""
+def activation(name):
+    """deel-torchlip's twin of a deel-ebm activation name: ``groupsort2``,
+    ``fullsort`` or ``groupsort<n>``."""
+    name = name.strip().lower()
+    if name == "fullsort":
+        return torchlip.FullSort()
+    if name.startswith("groupsort") and name[len("groupsort") :].isdigit():
+        return torchlip.GroupSort(int(name[len("groupsort") :]))
+    raise ValueError(f"no deel-torchlip twin for the activation {name!r}")
+
+
+def lipschitz_mlp(dim, units=(256, 256, 256), activations=None):
+    """deel_ebm.nets.lipschitz_mlp in deel-torchlip; ``activations``: one name per
+    layer (default GroupSort2 everywhere)."""
+    activations = activations or ["groupsort2"] * len(units)
+    if len(activations) != len(units):
+        raise ValueError(f"{len(activations)} activations for {len(units)} layers")
     layers, width = [], dim
-    for u in units:
-        layers += [torchlip.SpectralLinear(width, u), torchlip.GroupSort2()]
+    for u, a in zip(units, activations):
+        layers += [torchlip.SpectralLinear(width, u), activation(a)]
         width = u
     layers.append(torchlip.FrobeniusLinear(width, 1))
     return torchlip.Sequential(*layers)
@@ -217,10 +234,10 @@ class DeelRecipePCD(PersistentContrastiveDivergence):
         self.replay_buffer[self._slots] = samples.detach()
 
 
-def build(kind, net_kind, shape, domain, args, units=(256, 256, 256)):
+def build(kind, net_kind, shape, domain, args, units=(256, 256, 256), activations=None):
     if kind == "lipschitz":
         net = (
-            lipschitz_mlp(shape[0], units)
+            lipschitz_mlp(shape[0], units, activations)
             if net_kind == "mlp"
             else lipschitz_convnet(shape)
         )
@@ -454,7 +471,20 @@ def time_to_kl(args):
     )
     kind = "lipschitz" if recipe["lipschitz"] else "unconstrained"
     units = tuple(recipe["units"])
-    pcd = build(kind, "mlp", (x_train.shape[1],), meta["domain"], args, units=units)
+    activations = recipe.get("activation")  # "fullsort,groupsort8,..." or one name
+    if activations is not None:
+        activations = activations.split(",")
+        if len(activations) == 1:
+            activations = activations * len(units)
+    pcd = build(
+        kind,
+        "mlp",
+        (x_train.shape[1],),
+        meta["domain"],
+        args,
+        units=units,
+        activations=activations,
+    )
     model = pcd.model
     opt = make_optimizer(model, recipe["learning_rate"], recipe["beta_1"])
     ema = None
