@@ -15,6 +15,10 @@ are fitted on the same images in the same run.
         --out benchmarks/results/digits_one_class.json
     python benchmarks/bench_digits_one_class.py --classes 3 8 \\
         --train-args --max-minutes 1
+
+``--figure F.png`` draws ``--per-class`` samples of each class's model
+(``deel-ebm sample``, its defaults), one row per class, beside test images of
+the class.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--figure", default=None, help="samples per class (PNG)")
+    p.add_argument("--per-class", type=int, default=10, help="samples per class")
     p.add_argument(
         "--train-args",
         nargs=argparse.REMAINDER,
@@ -78,7 +84,7 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     data = deel_ebm.datasets.load_digits()
-    rows = {}
+    rows, samples = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         np.save(tmp / "test.npy", data.x_test)
@@ -107,6 +113,17 @@ def main(argv=None):
                 str(run / "e.npy"),
             )
             e = np.load(run / "e.npy")
+            if args.figure:
+                cli(
+                    "sample",
+                    "--model",
+                    str(run),
+                    "-n",
+                    str(args.per_class),
+                    "--out",
+                    str(run / "samples.npy"),
+                )
+                samples[c] = np.load(run / "samples.npy")
             k = json.loads((run / "metrics.json").read_text())["k_coef_lip"]
             y = data.y_test == c
             row = {"seconds": seconds, "k": k, "auroc": roc_auc_score(y, -e)}
@@ -125,6 +142,54 @@ def main(argv=None):
         Path(args.out).write_text(
             json.dumps({"per_class": rows, "mean": mean}, indent=2)
         )
+    if args.figure:
+        figure(samples, data, args.per_class, rows).savefig(args.figure, dpi=110)
+        print("wrote", args.figure)
+
+
+def figure(samples, data, per_class, rows):
+    """One row per class: test images of the class, then the class model's samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = sorted(samples)
+    fig, axes = plt.subplots(
+        len(classes), 2, figsize=(9, 0.62 * len(classes) + 0.8), squeeze=False
+    )
+    for i, c in enumerate(classes):
+        real = data.x_test[data.y_test == c][:per_class]
+        for ax, images, label in (
+            (axes[i, 0], real, "test images" if i == 0 else None),
+            (axes[i, 1], samples[c], "deel-ebm samples" if i == 0 else None),
+        ):
+            deel_ebm.plotting.plot_image_grid(images, nrow=per_class, ax=ax)
+            if label:
+                ax.set_title(label)
+        axes[i, 0].text(
+            -0.02,
+            0.5,
+            f"class {c}",
+            transform=axes[i, 0].transAxes,
+            ha="right",
+            va="center",
+        )
+        axes[i, 1].text(
+            1.02,
+            0.5,
+            f"AUROC {rows[c]['auroc']:.3f}",
+            transform=axes[i, 1].transAxes,
+            ha="left",
+            va="center",
+        )
+    fig.suptitle(
+        "One model per class (deel-ebm train --dataset one_class.npy, defaults): "
+        "its samples",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
 
 
 if __name__ == "__main__":
