@@ -30,6 +30,7 @@ Schemes (see ``docs/guide.md``):
 layer separated by commas, e.g. ``fullsort,fullsort,fullsort``), ``--lr`` and
 ``--model-kw`` (EnergyModel arguments, JSON; ``default`` scheme) make sweeps;
 ``--label`` names the rows. ``{"k_coef_lip": 40.0}`` gives a fixed k.
+``--schemes`` with no name fits and scores the baselines alone.
 """
 
 from __future__ import annotations
@@ -197,7 +198,12 @@ def run_scheme(scheme, name, minutes, seed, **build_kw):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--schemes", nargs="+", default=["default"])
+    p.add_argument(
+        "--schemes",
+        nargs="*",
+        default=["default"],
+        help="schemes to train (none given: the baselines alone)",
+    )
     p.add_argument("--densities", nargs="+", default=list(DENSITIES))
     p.add_argument("--minutes", nargs="+", type=float, default=[3.0, 5.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -211,6 +217,8 @@ def main(argv=None):
     p.add_argument("--label", default=None, help="scheme name in the output")
     p.add_argument("--out", default=None, help="append JSON lines here")
     args = p.parse_args(argv)
+    if not args.schemes and args.no_baselines:
+        p.error("nothing to run: no scheme and --no-baselines")
     for seed in args.seeds:
         for name in args.densities:
             if not args.no_baselines:

@@ -255,19 +255,19 @@ def lipschitz_mlp(input_shape=(2,), units=None, seed=0, name=None, activation=No
     if activation is None:
         activation = default_activation(input_shape, len(units))
     activations = layer_activations(activation, len(units))
-    for width, name in zip(units, activations):
-        group = group_size(name) or 1
+    for width, act in zip(units, activations):
+        group = group_size(act) or 1
         if width % group:
             raise ValueError(
-                f"{name} needs units that are multiples of {group}, got {units}"
+                f"{act} needs units that are multiples of {group}, got {units}"
             )
     layers = [keras.layers.Input(tuple(input_shape))]
     if len(input_shape) > 1:
         layers.append(keras.layers.Flatten())
-    for i, (width, name) in enumerate(zip(units, activations)):
+    for i, (width, act) in enumerate(zip(units, activations)):
         layers += [
             SpectralDense(width, kernel_initializer=_spectral_init(seed + i)),
-            _sorting_activation(name),
+            _sorting_activation(act),
         ]
     layers.append(FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)))
     return keras.Sequential(layers, name=name or "lipschitz_mlp")

@@ -95,6 +95,9 @@ def test_default_low_dimensional_net_is_fullsort_then_groupsort8():
     assert nets.default_activation((3,), 4) == ("fullsort",) + ("groupsort8",) * 3
     assert _sort_sizes(nets.lipschitz_mlp((2,), units=(16, 16))) == [(16, 16), (8, 16)]
     assert nets.default_activation((9,), 2) == ("groupsort2", "groupsort2")
+    # the net keeps its name, or the caller's (not its last activation's)
+    assert net.name == "lipschitz_mlp"
+    assert nets.lipschitz_mlp((2,), name="critic").name == "critic"
 
 
 @pytest.mark.parametrize(

@@ -160,8 +160,8 @@ class RunConfig:
     generative_weight: float | None = _opt(
         None,
         "--model joint: weight of the generative term (the --loss of the marginal "
-        "energy -logsumexp_y k f_y(x)) beside the cross-entropy of p(y|x); 0: a "
-        "plain classifier (the chains still run)",
+        "energy -logsumexp_y k f_y(x)) beside the classification term "
+        "(--classifier-loss); 0: a plain classifier (the chains still run)",
         type=float,
         auto=f"{joint_lib.DEFAULT_GENERATIVE_WEIGHT:g}, the library's "
         "(deel_ebm.core.joint.DEFAULT_GENERATIVE_WEIGHT)",
@@ -236,7 +236,8 @@ class RunConfig:
         "Lipschitz constant k of the energy E = k f",
         flag="--k",
         type=float,
-        auto="40 up to 8 dimensions, else max(40, dimension)",
+        auto="up to 8 dimensions, learned from 20 (see --learn-k); with "
+        "--learn-k or --no-learn-k given, 40; above 8 dimensions max(40, dimension)",
     )
     learn_k: bool | None = _opt(
         None,

@@ -118,8 +118,8 @@ def default_base(sample_shape, domain, seed: int = 0) -> MixtureProposal | None:
 
     On the 64-pixel digits, the default sampler's 40 ULA steps from uniform noise
     give noise (Fréchet digits distance 108); from the fitted mixture they give
-    digits (0.93; the sklearn GaussianMixture chosen by BIC: 1.36, train vs test
-    images: 0.48; ``benchmarks/bench_digits_samples.py``).
+    digits (1.10; the sklearn GaussianMixture chosen by BIC: 1.36, train vs test
+    images: 0.48; ``benchmarks/bench_digits_samples.py``, 2026-12-05).
     """
     if not has_default_base(sample_shape):
         return None
@@ -157,8 +157,9 @@ class EnergyModel(keras.Model):
         k_coef_lip: the constant ``k > 0``: energy ``E = k f`` is k-Lipschitz. It
             caps the sharpness of the density (a mode of width σ needs k of order
             distance / σ²) and the drift of one Langevin step (η k). Default:
-            :func:`default_k_coef_lip` (40 up to 8 dimensions, else
-            ``max(40, d)``).
+            up to 8 dimensions, when ``learn_k`` is not given either, k is
+            learned from 20 within 80; otherwise :func:`default_k_coef_lip`
+            (40 up to 8 dimensions, else ``max(40, d)``).
         sampler: a sampler (:class:`~deel_ebm.samplers.LangevinSampler`,
             :class:`~deel_ebm.samplers.MALASampler`) for the training chains and
             :meth:`sample`; default: :func:`default_sampler`.

@@ -211,19 +211,34 @@ def test_weight_average_is_used_after_fit_and_trained_past():
         np.testing.assert_array_equal(a.numpy(), it.numpy())
 
 
-@pytest.mark.parametrize("walkers", [False, True])
-def test_train_step_compiles_with_xla(walkers):
-    """compile(jit_compile=True) with the default proposal negatives (their
-    mixture components are drawn in the step) and with resampled walkers."""
+@pytest.mark.parametrize("negatives", ["proposal", "walkers", "chains", "base-starts"])
+def test_train_step_compiles_with_xla(negatives):
+    """compile(jit_compile=True) with every negative scheme: the default proposal
+    (its mixture components are drawn in the step), resampled walkers, replay-buffer
+    chains, and chains started from the fitted base (drawn in the step, in 9
+    dimensions)."""
     x, _ = mixture_2d(1024, seed=0)
     kw = {"weight_average": None}
-    if walkers:
+    short = deel_ebm.LangevinSampler(num_steps=10, step_size=5e-3)
+    if negatives == "walkers":
         kw.update(walkers=deel_ebm.core.JarzynskiWalkers(128, resample_ess=1.0))
-    net = deel_ebm.nets.lipschitz_mlp((2,), units=(32, 32))
+    elif negatives == "chains":
+        kw.update(proposal=None, sampler=short)
+    elif negatives == "base-starts":
+        rng = np.random.default_rng(0)
+        x = np.concatenate([x, rng.normal(0.0, 0.3, (len(x), 7))], 1)
+        x = x.astype(np.float32)
+        kw.update(base_starts=1.0, sampler=short)
+    net = deel_ebm.nets.lipschitz_mlp(x.shape[1:], units=(32, 32))
     model = deel_ebm.EnergyModel(net, **kw)
     model.compile(optimizer=tf.keras.optimizers.Adam(3e-3), jit_compile=True)
     history = model.fit(x, batch_size=256, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
-    assert 0.0 < history.history["ess"][-1] <= 1.0
+    if negatives in ("proposal", "walkers"):
+        assert 0.0 < history.history["ess"][-1] <= 1.0
+    if negatives == "walkers":
+        assert int(model.walkers.resamples) > 0  # the compiled picks were used
+    if negatives == "base-starts":
+        assert model.base is not None and model.base_starts == 1.0
     k = float(model.k_coef_lip)
     assert max_grad_norm(model, x[:256]) <= k * (1 + 1e-3)
