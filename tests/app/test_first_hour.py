@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -266,7 +267,9 @@ def test_progress_shows_steps_budget_and_why_it_stopped(tmp_path, capsys):
     )
     lines = []
     metrics = runs.train_run(config, tmp_path / "r", log=lines.append, progress_every=0)
-    assert lines[0].startswith("step 2/200000 [") and "s budget]" in lines[0]
+    # the first line comes at step 2, or at step 1 when the first step (tracing
+    # and compilation) alone outlasts the 3 s budget on a loaded machine
+    assert re.match(r"step [12]/200000 \[", lines[0]) and "s budget]" in lines[0]
     assert "the time budget of 0.05 min was spent" in lines[-1]
     assert metrics["stopped_by_time_budget"] and "budget" in metrics["outcome"]
     rows = folders.read_history(tmp_path / "r" / "history.csv")
