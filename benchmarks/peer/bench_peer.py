@@ -99,9 +99,14 @@ def activation(name):
 
 
 def lipschitz_mlp(dim, units=(256, 256, 256), activations=None):
-    """deel_ebm.nets.lipschitz_mlp in deel-torchlip; ``activations``: one name per
-    layer (default GroupSort2 everywhere)."""
-    activations = activations or ["groupsort2"] * len(units)
+    """deel_ebm.nets.lipschitz_mlp in deel-torchlip. ``activations`` as deel-ebm's
+    ``activation``: one name for every layer, names separated by commas, or a
+    sequence of names, one per layer (default GroupSort2 everywhere)."""
+    activations = activations or "groupsort2"
+    if isinstance(activations, str):
+        activations = activations.split(",")
+    if len(activations) == 1:
+        activations = list(activations) * len(units)
     if len(activations) != len(units):
         raise ValueError(f"{len(activations)} activations for {len(units)} layers")
     layers, width = [], dim
@@ -471,11 +476,6 @@ def time_to_kl(args):
     )
     kind = "lipschitz" if recipe["lipschitz"] else "unconstrained"
     units = tuple(recipe["units"])
-    activations = recipe.get("activation")  # "fullsort,groupsort8,..." or one name
-    if activations is not None:
-        activations = activations.split(",")
-        if len(activations) == 1:
-            activations = activations * len(units)
     pcd = build(
         kind,
         "mlp",
@@ -483,7 +483,7 @@ def time_to_kl(args):
         meta["domain"],
         args,
         units=units,
-        activations=activations,
+        activations=recipe.get("activation"),  # "fullsort,groupsort8,..."
     )
     model = pcd.model
     opt = make_optimizer(model, recipe["learning_rate"], recipe["beta_1"])
