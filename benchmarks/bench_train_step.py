@@ -41,7 +41,7 @@ def build_net(kind, args):
         return nets.lipschitz_mlp(
             (args.dim,),
             units=args.units,
-            activation=getattr(args, "activation", None) or "groupsort2",
+            activation=args.activation or "groupsort2",
         )
     return nets.unconstrained_mlp((args.dim,), units=args.units, activation=kind)
 
@@ -52,6 +52,7 @@ def build(kind, args):
     kind = kind.removesuffix("+jit")
     if kind == "lipschitz_no_xla":  # the same chain without XLA: is XLA faster?
         kind, jit = "lipschitz", False
+    kind = kind.removesuffix("_tf_sort")  # sorted by tf.sort under XLA (timed so)
     keras_conv = kind == "lipschitz_keras_conv"  # convolutions as Keras runs them
     if keras_conv:
         kind = "lipschitz"
@@ -107,10 +108,16 @@ def time_sampler_work(model, args):
     return _time_per_step(compile_chain(model.sampler, quadratic), model, args)
 
 
+#: seconds of each model's first train-step call (trace and compile), by id
+FIRST_CALL_S: dict = {}
+
+
 def time_train_step(model, args, data):
     fn = model.make_train_function()
     it = iter(data)
-    fn(it)  # trace and compile
+    t = time.perf_counter()
+    float(fn(it)["loss"])  # trace and compile (once per model)
+    FIRST_CALL_S.setdefault(id(model), time.perf_counter() - t)
     t = time.perf_counter()
     for _ in range(args.inner):
         logs = fn(it)
@@ -193,6 +200,13 @@ def main(argv=None):
     p.add_argument("--net", choices=("dense", "conv"), default="dense")
     p.add_argument("--dim", type=int, default=2, help="input size of the dense net")
     p.add_argument("--units", type=int, nargs="+", default=[256, 256, 256])
+    p.add_argument(
+        "--activation",
+        default=None,
+        help="the Lipschitz net's activation(s), as lipschitz_mlp takes them "
+        "(default groupsort2, the twins' activation; the low-dimensional default "
+        "net is --units 64 128 128 --activation fullsort,groupsort8,groupsort8)",
+    )
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--inner", type=int, default=5, help="calls per timing")
     p.add_argument("--repeats", type=int, default=5)
@@ -217,6 +231,12 @@ def main(argv=None):
         action="store_false",
         help="skip the Lipschitz chain without XLA",
     )
+    p.add_argument(
+        "--tf-sort-check",
+        action="store_true",
+        help="also time the Lipschitz model with GroupSort layers sorted by "
+        "tf.sort under XLA (not by the sorting network), as 'lipschitz_tf_sort'",
+    )
     args = p.parse_args(argv)
     x = _data(args)
     data = tf.data.Dataset.from_tensor_slices(x).batch(args.batch).repeat()
@@ -225,6 +245,8 @@ def main(argv=None):
         kinds += [f"{k}+jit" for k in kinds]
     if args.xla_check:
         kinds.append("lipschitz_no_xla")
+    if args.tf_sort_check:
+        kinds += ["lipschitz_tf_sort"] + (["lipschitz_tf_sort+jit"] * args.train_jit)
     if args.net == "conv":
         kinds.append("lipschitz_keras_conv")
     models = {k: build(k, args) for k in kinds}
@@ -235,8 +257,10 @@ def main(argv=None):
     for _ in range(args.repeats):  # interleave to share the machine's noise
         matmul.append(matmul_gflops())
         for k, m in models.items():
-            chain[k].append(time_chain(m, args))
-            step[k].append(time_train_step(m, args, data))
+            # the sort of GroupSort layers under XLA: the network, or tf.sort
+            with deel_ebm.nets.sorting_network("_tf_sort" not in k):
+                chain[k].append(time_chain(m, args))
+                step[k].append(time_train_step(m, args, data))
         lip = models["lipschitz"]
         sampler_work.append(time_sampler_work(lip, args))
         loss_pass["recompute"].append(time_loss_pass(lip, args, data, True))
@@ -247,6 +271,8 @@ def main(argv=None):
         "tf_version": tf.__version__,
         "chain_step_ms": {k: 1e3 * med(v) for k, v in chain.items()},
         "train_step_ms": {k: 1e3 * med(v) for k, v in step.items()},
+        # the first call of a model's train step: tracing and compilation
+        "first_train_call_s": {k: FIRST_CALL_S[id(m)] for k, m in models.items()},
     }
     # hardware efficiency of the Lipschitz chain against a large matrix product
     chain_s = med(chain["lipschitz"])

@@ -12,6 +12,12 @@ train step with the decorator, 1.3 ms and 90 ms without it.
 function it wraps. The computation is the same (Keras traces ``call`` inside
 ``fit``, ``predict`` and our compiled chains anyway); only the nested function
 boundary goes. It runs once, when :mod:`deel_ebm` is imported.
+
+:func:`sort_groups_by_network_under_xla` makes ``GroupSort`` (hence ``FullSort``
+and ``GroupSort(n)``; ``GroupSort2`` keeps its min/max) sort by a sorting network
+when it is traced inside an XLA function, where ``tf.sort`` is slow on CPU
+(:mod:`deel_ebm._sorting`). The values are exactly ``tf.sort``'s; outside XLA
+nothing changes. It also runs once, at import.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ import inspect
 from deel.lip import activations as _activations
 from deel.lip import layers as _layers
 
-__all__ = ["undecorate_deel_lip_calls", "UNDECORATED"]
+from ._backend import tf
+from ._sorting import sort_last_axis
+
+__all__ = [
+    "undecorate_deel_lip_calls",
+    "UNDECORATED",
+    "sort_groups_by_network_under_xla",
+]
 
 #: Names of the deel-lip classes whose ``call`` was undecorated.
 UNDECORATED: list[str] = []
@@ -51,4 +64,30 @@ def undecorate_deel_lip_calls() -> list[str]:
     return changed
 
 
+def _group_sort_call(self, x):
+    """deel-lip's ``GroupSort.call``, its ``tf.sort`` replaced by
+    :func:`~deel_ebm._sorting.sort_last_axis` (a sorting network under XLA)."""
+    fv = tf.reshape(x, self.flat_shape)
+    if self.n == 2:  # deel-lip's own pairwise form, unchanged
+        b, c = tf.split(fv, 2, -1)
+        newv = tf.concat([tf.minimum(b, c), tf.maximum(b, c)], axis=-1)
+    else:
+        newv = sort_last_axis(fv)
+    return tf.reshape(newv, self.out_shape) * self._get_coef()
+
+
+def sort_groups_by_network_under_xla() -> bool:
+    """Give ``deel.lip.layers.GroupSort`` :func:`_group_sort_call` as ``call``.
+
+    Returns:
+        Whether the class was changed (False on a second call).
+    """
+    cls = _layers.GroupSort
+    if cls.__dict__.get("call") is _group_sort_call:
+        return False
+    cls.call = _group_sort_call
+    return True
+
+
 undecorate_deel_lip_calls()
+sort_groups_by_network_under_xla()

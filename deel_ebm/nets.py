@@ -7,6 +7,10 @@ layers (``SpectralDense``, ``SpectralConv2D``, ``FrobeniusDense``, ``GroupSort2`
 energy ``k · f`` is k-Lipschitz. Each ``unconstrained_*`` twin has the same
 shapes and activation with plain Keras layers: the ablation that shows what the
 constraint changes.
+
+Under XLA, the ``FullSort`` and ``GroupSort(n)`` layers sort by a sorting network
+(:func:`bitonic_sort`, exactly ``tf.sort``'s values) rather than ``tf.sort``,
+whose XLA CPU kernel is slow; :func:`sorting_network` switches it off in a block.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from deel.lip.layers import (
 )
 
 from deel_ebm._backend import keras, tf
+from deel_ebm._sorting import bitonic_sort, sort_last_axis, sorting_network
 
 __all__ = [
     "lipschitz_mlp",
@@ -51,6 +56,9 @@ __all__ = [
     "unconstrained_classifier",
     "CLASSIFIERS",
     "logit_margin_factor",
+    "bitonic_sort",
+    "sort_last_axis",
+    "sorting_network",
 ]
 
 DEFAULT_UNITS = (256, 256, 256)

@@ -381,9 +381,16 @@ def cmd_demo(args):
 
     if args.dataset not in datasets.DENSITIES:
         raise ValueError(f"demo needs a built-in 2D density {list(datasets.DENSITIES)}")
-    config = RunConfig(dataset=args.dataset, epochs=1000, max_minutes=args.max_minutes)
+    # the default recipe with its train step compiled by XLA (--xla of train):
+    # 2.7x the steps of the graph-compiled step in the same budget (2026-12-07)
+    config = RunConfig(
+        dataset=args.dataset,
+        epochs=1000,
+        max_minutes=args.max_minutes,
+        jit_compile=True,
+    )
     print(
-        f"deel-ebm demo: {config.dataset}, default recipe, "
+        f"deel-ebm demo: {config.dataset}, default recipe (XLA train step), "
         f"budget {args.max_minutes:g} min -> {args.out}"
     )
     # the demo folder is the demo's own: running it again replaces it

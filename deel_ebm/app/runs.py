@@ -326,6 +326,14 @@ class RunConfig:
         "swapped in when training ends ('none': off)",
     )
     seed: int = _opt(0, "seed of every random draw")
+    jit_compile: bool = _opt(
+        False,
+        "compile the whole train step with XLA (compile(jit_compile=True)): "
+        "about 2x faster steps for the low-dimensional default net, after a "
+        "compilation of some seconds; seeded results differ from the default",
+        flag="--xla",
+        action="store_true",
+    )
     max_minutes: float | None = _opt(None, "stop training after this wall time")
 
     def validate(self):
@@ -377,6 +385,11 @@ class RunConfig:
                 or not math.isfinite(value)
             ):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        for name in ("lipschitz", "jit_compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"{name} must be true or false, got {getattr(self, name)!r}"
+                )
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
         if not self.init_temperature >= 1:
@@ -960,7 +973,7 @@ def build_model(
             base_starts=config.base_starts,
             **joint,
         )
-    model.compile(optimizer=optimizer_fn(config))
+    model.compile(optimizer=optimizer_fn(config), jit_compile=config.jit_compile)
     return model
 
 

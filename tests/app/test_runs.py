@@ -24,8 +24,9 @@ def test_every_recipe_field_is_a_train_option_with_its_default():
 def test_options_reach_the_config():
     argv = ["train", "--dataset", "moons", "--out", "r", "--k", "7", "--units", "8"]
     argv += ["--unconstrained", "--ema-momentum", "none", "--domain", "-2", "2"]
-    argv += ["--max-minutes", "0.5", "--lr", "0.01"]
+    argv += ["--max-minutes", "0.5", "--lr", "0.01", "--xla"]
     config = cli._config_from_args(cli.build_parser().parse_args(argv))
+    assert config.jit_compile is True
     assert config.k_coef_lip == 7.0 and config.units == (8,)
     assert config.lipschitz is False and config.ema_momentum is None
     assert config.domain == (-2.0, 2.0) and config.max_minutes == 0.5
@@ -51,6 +52,7 @@ def test_options_reach_the_config():
         ({"beta_1": 1.0}, "beta_1 must lie"),
         ({"num_negatives": 0}, "num_negatives must be a positive"),
         ({"epochs": 0}, "epochs must be a positive"),
+        ({"jit_compile": "yes"}, "jit_compile must be true or false"),
     ],
 )
 def test_bad_recipes_are_refused(fields, match):
@@ -128,3 +130,17 @@ def test_build_model_takes_factories():
     assert type(plain.sampler) is deel_ebm.LangevinSampler
     with pytest.raises(TypeError):
         runs.build_model(config, (2,), (-1, 1), network_fn=lambda c, s: "not a net")
+
+
+def test_xla_recipe_compiles_the_train_step_and_trains():
+    import numpy as np
+
+    config = runs.RunConfig(units=(16, 16), jit_compile=True).resolved((2,))
+    model = runs.build_model(config, (2,), (-4.5, 4.5))
+    assert model.jit_compile is True
+    graph = dataclasses.replace(config, jit_compile=False)
+    assert runs.build_model(graph, (2,), (-4.5, 4.5)).jit_compile is False
+    x = np.random.default_rng(0).normal(size=(256, 2)).astype("float32")
+    history = model.fit(x, batch_size=128, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert int(model.optimizer.iterations) == 4
