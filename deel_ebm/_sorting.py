@@ -2,14 +2,15 @@
 
 deel-lip's ``GroupSort`` (``FullSort``, ``GroupSort(n)`` with n > 2) calls
 ``tf.sort``. XLA's CPU sort is a slow generic kernel: a GroupSort8 layer on
-2048 × 128 values takes 13.8 ms forward and backward under XLA against 9.6 ms in
+5120 × 128 values takes 35.7 ms forward and backward under XLA against 22.0 ms in
 TensorFlow's graph mode, while a bitonic sorting network, nothing but element-wise
-comparisons and selects that XLA fuses, takes 2.0 ms
-(``benchmarks/bench_sorting.py``). In graph mode the network is slower than
+comparisons and selects that XLA fuses, takes 3.9 ms
+(``benchmarks/bench_sorting.py``, 2026-12-07). In graph mode the network is slower than
 ``tf.sort`` (each comparison stage is a separate kernel), so
 :func:`sort_last_axis` uses it only while an XLA function is traced.
 
-The network returns exactly ``tf.sort``'s values (it only moves them). Each
+The network returns exactly ``tf.sort``'s values (it only moves them; inputs
+without NaN). Each
 compare-exchange is a pair of selects, so its gradient routes every upstream
 value to exactly one input: the Jacobian of the sort is a permutation matrix,
 ties included, as for ``tf.sort`` (``tf.minimum``/``tf.maximum`` would send both
@@ -34,10 +35,11 @@ def in_xla_context() -> bool:
     try:
         from tensorflow.python.framework import ops
         from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - a TensorFlow without these modules
+
+        in_xla = control_flow_util.GraphOrParentsInXlaContext
+    except (ImportError, AttributeError):  # pragma: no cover - another TensorFlow
         return False
-    graph = ops.get_default_graph()
-    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
+    return bool(in_xla(ops.get_default_graph()))
 
 
 def _compare_exchange(a, b):
@@ -48,8 +50,9 @@ def _compare_exchange(a, b):
 
 #: From this size of the sorted axis on, the network runs on the transposed
 #: tensor, the sorted axis first: each stage then compares contiguous rows
-#: (FullSort on 5120 × 64 values, forward and backward under XLA: 7.9 ms against
-#: 12.1 ms in place; GroupSort8 and GroupSort16 groups are faster in place).
+#: (``bench_sorting.py``, FullSort on 5120 × 64 values, forward and backward
+#: under XLA: 4.5 ms, against 10.0 ms in place; groups of 8 or 16 were faster in
+#: place in a prototype's timings).
 TRANSPOSE_FROM = 32
 
 
@@ -57,7 +60,9 @@ def bitonic_sort(x):
     """``tf.sort(x, axis=-1)`` (ascending) by a bitonic sorting network.
 
     Works for any static size of the last axis: a size that is not a power of two
-    is padded with ``+inf``, which sorts last and is cut off.
+    is padded with ``+inf``, which sorts last and is cut off. The values are
+    ``tf.sort``'s for inputs without NaN (a NaN stays where it is, as every
+    comparison with it is false).
     """
     x = tf.convert_to_tensor(x)
     n = x.shape[-1]

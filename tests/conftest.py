@@ -12,6 +12,21 @@ import deel_ebm  # noqa: E402,F401
 from deel_ebm._backend import tf  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _xla_sort(request):
+    """Functions traced for XLA sort GroupSort layers by ``tf.sort`` in the
+    suite, unless a test is marked ``sorting_network`` (the default for users).
+
+    The network gives exactly ``tf.sort``'s values and permutation gradients
+    (tests/test_sorting.py) but costs 3-4 s more XLA compilation per traced
+    chain of a FullSort/GroupSort8 net, about 7 minutes over this suite's many
+    small models. The user's path runs with it in the marked tests, and in the
+    README's, the docs' and the notebooks' examples, run in fresh interpreters."""
+    enabled = request.node.get_closest_marker("sorting_network") is not None
+    with deel_ebm.nets.sorting_network(enabled):
+        yield
+
+
 def mixture_2d(n, seed=0, radius=2.0, std=0.3, modes=4):
     """Points of a mixture of ``modes`` Gaussians on a circle, and the centres."""
     rng = np.random.default_rng(seed)

@@ -132,6 +132,7 @@ def test_build_model_takes_factories():
         runs.build_model(config, (2,), (-1, 1), network_fn=lambda c, s: "not a net")
 
 
+@pytest.mark.sorting_network
 def test_xla_recipe_compiles_the_train_step_and_trains():
     import numpy as np
 
