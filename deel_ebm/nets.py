@@ -26,6 +26,7 @@ from deel.lip.layers import (
     SpectralConv2D,
     SpectralDense,
 )
+from deel.lip.normalizers import reshaped_kernel_orthogonalization
 
 from deel_ebm._backend import keras, tf
 from deel_ebm._sorting import bitonic_sort, sort_last_axis, sorting_network
@@ -40,6 +41,7 @@ __all__ = [
     "flat_layers",
     "unconstrained_layers",
     "refresh_constrained_kernels",
+    "seed_power_iterations",
     "DEFAULT_UNITS",
     "DEFAULT_ACTIVATION",
     "LOW_DIM_UNITS",
@@ -160,6 +162,72 @@ def _spectral_init(seed):
     )
 
 
+_POWER_SEED = 0x5EED  # second word of the stateless seeds of power-iteration vectors
+
+
+def _seeded_spectral_kernel(init, shape, dtype):
+    """What ``init`` (a deel-lip ``SpectralInitializer``) gives for ``shape``,
+    its power iteration started from a vector drawn from its base
+    initializer's seed (same law as deel-lip's unseeded draw, ``U[0, 1)``)."""
+    w = init.base_initializer(shape=shape, dtype=dtype)
+    u = tf.random.stateless_uniform(
+        (1, shape[-1]), seed=[init.base_initializer.seed, _POWER_SEED], dtype=dtype
+    )
+    wbar, _, _ = reshaped_kernel_orthogonalization(
+        w, u, init.k_coef_lip, init.eps_spectral, init.eps_bjorck, init.beta_bjorck
+    )
+    return wbar
+
+
+def seed_power_iterations(network, seed=0):
+    """Make a freshly built deel-lip network a function of its seeds only.
+
+    deel-lip draws two things without a seed: each ``SpectralDense`` /
+    ``SpectralConv2D`` layer's power-iteration vector ``u``
+    (``RandomNormal(0, 1)``), and, in ``SpectralInitializer``, the vector its
+    power iteration starts from, so the orthonormalised kernel differs in its
+    last bits from one process to the next. This assigns every ``u`` a
+    standard normal drawn from ``seed`` and the layer's position, and
+    recomputes every kernel whose initializer is a ``SpectralInitializer`` over
+    a seeded base (``Orthogonal(seed=...)``) with its power iteration started
+    from a vector drawn from that seed (its cached ``wbar`` too). The layers'
+    configs are unchanged: the network saves and loads with deel-lip alone.
+    The builders of this module call it; for a network of your own, call it
+    right after building (kernels over unseeded initializers keep their
+    values: seed those with ``tf.keras.utils.set_random_seed`` before building).
+
+    Returns:
+        ``network``.
+
+    Raises:
+        ValueError: when ``network`` is not built.
+    """
+    if not network.built:
+        raise ValueError("seed_power_iterations needs a built network")
+    for i, layer in enumerate(flat_layers(network)):
+        if not isinstance(layer, LipschitzLayer):
+            continue
+        u = getattr(layer, "u", None)
+        if isinstance(u, tf.Variable):
+            u.assign(
+                tf.random.stateless_normal(
+                    u.shape, seed=[int(seed), _POWER_SEED + 1 + i], dtype=u.dtype
+                )
+            )
+        init = getattr(layer, "kernel_initializer", None)
+        kernel = getattr(layer, "kernel", None)
+        if (
+            isinstance(init, SpectralInitializer)
+            and getattr(init.base_initializer, "seed", None) is not None
+            and isinstance(kernel, tf.Variable)
+        ):
+            value = _seeded_spectral_kernel(init, kernel.shape, kernel.dtype)
+            kernel.assign(value)
+            if isinstance(getattr(layer, "wbar", None), tf.Variable):
+                layer.wbar.assign(value)
+    return network
+
+
 def _activation(name):
     if name == "groupsort2":
         return GroupSort2()
@@ -247,7 +315,9 @@ def lipschitz_mlp(input_shape=(2,), units=None, seed=0, name=None, activation=No
         units: hidden widths (even numbers; multiples of the group size of a
             ``groupsort4`` or ``groupsort8`` layer); default:
             :func:`default_mlp_shape`.
-        seed: seed of the orthogonal initialisation.
+        seed: seed of every draw of the initialisation (orthogonal kernels and
+            deel-lip's power-iteration vectors): one seed gives the same network,
+            bit for bit, in every process.
         activation: one of :data:`LIPSCHITZ_ACTIVATIONS` for every layer, or one
             per hidden layer (a sequence, or a comma-separated string such as
             ``"fullsort,groupsort8,groupsort8"``); default:
@@ -278,7 +348,8 @@ def lipschitz_mlp(input_shape=(2,), units=None, seed=0, name=None, activation=No
             _sorting_activation(act),
         ]
     layers.append(FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)))
-    return keras.Sequential(layers, name=name or "lipschitz_mlp")
+    net = keras.Sequential(layers, name=name or "lipschitz_mlp")
+    return seed_power_iterations(net, seed)
 
 
 def unconstrained_mlp(
@@ -308,7 +379,8 @@ def lipschitz_convnet(
     """1-Lipschitz convolutional energy net for small images (e.g. 8×8 digits).
 
     Per stage: SpectralConv2D(3×3) → GroupSort2 → ScaledL2NormPooling2D(2), then
-    Flatten → SpectralDense → GroupSort2 → FrobeniusDense(1).
+    Flatten → SpectralDense → GroupSort2 → FrobeniusDense(1). ``seed`` seeds
+    every draw of the initialisation, as in :func:`lipschitz_mlp`.
     """
     shape = _check_shape(input_shape, 3)
     filters = _check_sizes("filters", filters)
@@ -325,7 +397,8 @@ def lipschitz_convnet(
         GroupSort2(),
         FrobeniusDense(1, kernel_initializer=_spectral_init(seed + 99)),
     ]
-    return keras.Sequential(layers, name=name or "lipschitz_convnet")
+    net = keras.Sequential(layers, name=name or "lipschitz_convnet")
+    return seed_power_iterations(net, seed)
 
 
 def unconstrained_convnet(
@@ -416,6 +489,7 @@ def lipschitz_classifier(
     ``SpectralDense(num_classes)``: its rows are orthonormal, so the logit
     vector is 1-Lipschitz, each margin ``f_i − f_j`` is √2-Lipschitz
     (:func:`logit_margin_factor`) and ``−logsumexp(k f)`` is k-Lipschitz.
+    ``seed`` seeds every draw of the initialisation, as in :func:`lipschitz_mlp`.
 
     Example:
         >>> net = lipschitz_classifier((8, 8, 1), num_classes=10)
@@ -439,7 +513,8 @@ def lipschitz_classifier(
         input_shape, units, filters, dense_units, seed, dense, conv, GroupSort2
     )
     layers += dense(num_classes, 99)
-    return keras.Sequential(layers, name=name or "lipschitz_classifier")
+    net = keras.Sequential(layers, name=name or "lipschitz_classifier")
+    return seed_power_iterations(net, seed)
 
 
 def unconstrained_classifier(

@@ -34,11 +34,105 @@ def test_lipschitz_builders_use_only_lipschitz_layers(lip, twin, shape):
     )
 
 
-def test_seeded_builders_are_reproducible():
-    a = nets.lipschitz_mlp((2,), units=(8, 8), seed=3)
-    b = nets.lipschitz_mlp((2,), units=(8, 8), seed=3)
-    for wa, wb in zip(a.trainable_weights, b.trainable_weights):
-        np.testing.assert_allclose(wa, wb, atol=1e-6)  # Björck: float32 round-off
+SEEDED_BUILDS = """
+import hashlib, sys
+import deel_ebm
+import tensorflow as tf
+from deel_ebm import nets
+built = [
+    nets.lipschitz_mlp((2,), units=(8, 8), seed=3),
+    nets.lipschitz_convnet((8, 8, 1), filters=(4, 4), dense_units=8, seed=3),
+    nets.lipschitz_classifier((8, 8, 1), 3, filters=(4, 4), dense_units=8, seed=3),
+]
+digest = hashlib.sha256()
+for w in (w for net in built for w in net.weights):
+    digest.update(w.numpy().tobytes())
+if sys.argv[1] == "fit":
+    x, _ = deel_ebm.datasets.load_2d("8gaussians", n_train=512, n_test=16)
+    model = deel_ebm.EnergyModel(nets.lipschitz_mlp((2,), units=(16, 16)))
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    model.fit(x, batch_size=128, epochs=2, verbose=0)
+    for w in model.weights:
+        digest.update(w.numpy().tobytes())
+print(digest.hexdigest())
+"""
+
+
+def _weights(net):
+    return [w.numpy() for w in net.weights]
+
+
+def test_seeded_builders_are_bit_identical_with_every_weight():
+    for build in (
+        lambda: nets.lipschitz_mlp((2,), units=(8, 8), seed=3),
+        lambda: nets.lipschitz_convnet((8, 8, 1), filters=(4, 4), seed=3),
+        lambda: nets.lipschitz_classifier((4,), 3, units=(8,), seed=3),
+    ):
+        a, b = _weights(build()), _weights(build())
+        assert len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+    other = _weights(nets.lipschitz_mlp((2,), units=(8, 8), seed=4))
+    assert not np.array_equal(other[0], _weights(nets.lipschitz_mlp((2,), (8, 8)))[0])
+
+
+@pytest.mark.slow
+def test_seeded_networks_and_fit_are_the_same_in_every_process():
+    """Fresh interpreters, no global seed: deel-lip's own initializer and layers
+    draw their power-iteration vectors unseeded; the builders seed them."""
+    import subprocess
+    import sys
+
+    def run(what):
+        out = subprocess.run(
+            [sys.executable, "-c", SEEDED_BUILDS, what],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-1]
+
+    assert run("fit") == run("fit")
+
+
+def test_seed_power_iterations_on_a_network_of_ones_own():
+    from deel.lip.initializers import SpectralInitializer
+    from deel.lip.layers import SpectralConv2D, SpectralDense
+
+    def build():
+        def init(s):
+            return SpectralInitializer(
+                base_initializer=tf.keras.initializers.Orthogonal(seed=s)
+            )
+
+        return tf.keras.Sequential(
+            [
+                tf.keras.Input((6, 6, 2)),
+                SpectralConv2D(4, 3, kernel_initializer=init(1)),
+                tf.keras.layers.Flatten(),
+                SpectralDense(5, kernel_initializer=init(2)),
+            ]
+        )
+
+    a, b = build(), build()
+    assert not np.array_equal(a.layers[0].u.numpy(), b.layers[0].u.numpy())
+    for net in (a, b):
+        assert nets.seed_power_iterations(net, seed=5) is net
+    for wa, wb in zip(a.weights, b.weights):
+        assert np.array_equal(wa.numpy(), wb.numpy()), wa.name
+    for layer in (a.layers[0], a.layers[2]):  # still 1-Lipschitz, wbar = kernel
+        k = layer.kernel.numpy().reshape(-1, layer.kernel.shape[-1])
+        assert np.linalg.svd(k, compute_uv=False).max() <= 1 + 1e-3
+        assert np.array_equal(layer.wbar.numpy(), layer.kernel.numpy())
+    # the configs are deel-lip's own: the network loads without deel_ebm
+    init = a.layers[2].get_config()["kernel_initializer"]
+    assert init["class_name"].endswith("SpectralInitializer")
+    assert "deel_ebm" not in str(a.get_config())
+    c = build()
+    nets.seed_power_iterations(c, seed=6)
+    assert not np.array_equal(a.layers[0].u.numpy(), c.layers[0].u.numpy())
+    assert np.array_equal(a.layers[0].kernel.numpy(), c.layers[0].kernel.numpy())
+    with pytest.raises(ValueError, match="built"):
+        nets.seed_power_iterations(tf.keras.Sequential([SpectralDense(4)]))
 
 
 def test_bad_arguments():

@@ -207,7 +207,12 @@ class EnergyModel(keras.Model):
         input_shape: shape of one sample; needed only when ``network`` is not
             built.
         seed: seed of every random draw of training and sampling: a seeded run is
-            reproducible on CPU.
+            reproducible on CPU, across processes too when the network's own
+            initialisation is seeded: the builders of :mod:`deel_ebm.nets` seed
+            it; deel-lip's own defaults are unseeded, so seed a network built by
+            hand with ``tf.keras.utils.set_random_seed`` before building it, or
+            give it seeded initializers and call
+            :func:`~deel_ebm.nets.seed_power_iterations` after.
 
     Raises:
         ValueError: when ``network`` does not give one scalar per sample, on a
