@@ -133,6 +133,13 @@ def test_seed_power_iterations_on_a_network_of_ones_own():
     assert np.array_equal(a.layers[0].kernel.numpy(), c.layers[0].kernel.numpy())
     with pytest.raises(ValueError, match="built"):
         nets.seed_power_iterations(tf.keras.Sequential([SpectralDense(4)]))
+    # a trained network is refused, and nothing of it is touched
+    u, kernel = c.layers[2].u.numpy(), c.layers[2].kernel.numpy()
+    c.layers[0].kernel.assign_add(tf.fill(c.layers[0].kernel.shape, 1e-2))
+    with pytest.raises(ValueError, match="no longer holds its initial kernel"):
+        nets.seed_power_iterations(c, seed=7)
+    assert np.array_equal(c.layers[2].u.numpy(), u)
+    assert np.array_equal(c.layers[2].kernel.numpy(), kernel)
 
 
 def test_bad_arguments():
