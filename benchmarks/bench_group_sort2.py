@@ -61,16 +61,21 @@ FORMS = {
 }
 
 
-def chain(act, kernels, steps):
+def chain(act, kernels, steps, biases=None, head=None):
+    """60 gradient steps of ``sum(net(x))``; with ``biases``, each layer adds
+    one before its activation; with ``head``, a last ``256 -> 1`` layer (the
+    library's nets have both)."""
+
     @tf.function(jit_compile=True)
     def run(x):
         def body(t, x):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 h = x
-                for w in kernels:
-                    h = act(h @ w)
-                e = tf.reduce_sum(h)
+                for i, w in enumerate(kernels):
+                    h = h @ w
+                    h = act(h if biases is None else h + biases[i])
+                e = tf.reduce_sum(h if head is None else h @ head)
             return t + 1, x - 1e-4 * tape.gradient(e, x)
 
         return tf.while_loop(lambda t, x: t < steps, body, (0, x))[1]
@@ -102,13 +107,25 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument(
+        "--bias-and-head",
+        action="store_true",
+        help="biases before each activation and a 256 -> 1 last layer, as the "
+        "library's nets",
+    )
     p.add_argument("--json", default=None, help="write results here")
     args = p.parse_args(argv)
     g = tf.random.Generator.from_seed(0)
     sizes = [args.dim, args.width, args.width, args.width]
     kernels = [g.normal((m, n)) / m**0.5 for m, n in zip(sizes, sizes[1:])]
+    extra = {}
+    if args.bias_and_head:
+        extra["biases"] = [0.1 * g.normal((n,)) for n in sizes[1:]]
+        extra["head"] = g.normal((args.width, 1)) / args.width**0.5
     x = g.normal((args.batch, args.dim))
-    fns = {name: chain(act, kernels, args.steps) for name, act in FORMS.items()}
+    fns = {
+        name: chain(act, kernels, args.steps, **extra) for name, act in FORMS.items()
+    }
     for fn in fns.values():
         fn(x).numpy()  # compile
     ms = {name: [] for name in fns}
